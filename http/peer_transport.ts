@@ -1,0 +1,387 @@
+/**
+ * The Raft `Transport` over HTTP: each peer gets a bounded queue and a pump that POSTs what is
+ * queued as one MessagePack array to `<url>/raft/messages`, a few requests in flight at a time.
+ * Raft tolerates loss, so the transport drops rather than waits: a full queue drops its oldest
+ * messages, a failed request drops its batch, and a peer that keeps failing is backed off.
+ */
+import { AssertionError } from "node:assert/strict";
+import type { Logger, Message, NodeId, Transport } from "../raft/mod.ts";
+import { encodeMessages, estimateMessageBytes } from "../raft/wire.ts";
+
+/** Messages waiting for one peer; more drops the oldest. */
+export const PEER_QUEUE_MESSAGES_MAX = 4_096;
+/** Estimated bytes waiting for one peer; more drops the oldest (one message always fits). */
+export const PEER_QUEUE_BYTES_MAX = 64 * 1024 * 1024;
+/** Requests in flight to one healthy peer (pipelining); a failing peer gets one probe. */
+export const PEER_REQUESTS_INFLIGHT_MAX = 4;
+/** Messages in one request to /raft/messages. */
+export const PEER_BATCH_MESSAGES_MAX = 1_024;
+/** Estimated bytes in one request to /raft/messages: half the 8 MiB the route accepts. */
+export const PEER_BATCH_BYTES_MAX = 4 * 1024 * 1024;
+/** Back-off after the first failure, doubled per failure up to PEER_BACKOFF_MAX_MS. */
+export const PEER_BACKOFF_MIN_MS = 50;
+export const PEER_BACKOFF_MAX_MS = 1_000;
+export const PEER_REQUEST_TIMEOUT_MS = 5_000;
+/** A snapshot may be up to 1 GiB: it gets its own, longer deadline. */
+export const PEER_SNAPSHOT_TIMEOUT_MS = 120_000;
+/** Characters of a peer's error answer kept for the log. */
+const ANSWER_CHARS_MAX = 200;
+
+export interface PeerTransportOptions {
+  selfId: NodeId;
+  clusterId: string;
+  logger: Logger;
+  /** Deadline of one request to /raft/messages; default PEER_REQUEST_TIMEOUT_MS. */
+  requestTimeoutMs?: number;
+  /** Deadline of one request to /raft/snapshot; default PEER_SNAPSHOT_TIMEOUT_MS. */
+  snapshotTimeoutMs?: number;
+  /** Called once when a peer starts failing (not again until it has answered). */
+  onUnreachable?: (peer: NodeId) => void;
+  /** The global fetch unless given: tests inject broken connections through it. */
+  fetch?: typeof fetch;
+}
+
+/** What one peer's pipe looks like now, for /metrics and /status. */
+export interface PeerStats {
+  peer: NodeId;
+  url: string;
+  queuedMessages: number;
+  inflightRequests: number;
+  sentMessages: number;
+  droppedMessages: number;
+  /** Failed requests in the current failure streak; 0 when the peer answers. */
+  failures: number;
+  unreachable: boolean;
+}
+
+interface Queued {
+  message: Message;
+  bytes: number;
+}
+
+class Peer {
+  queue: Queued[] = [];
+  queuedBytes = 0;
+  inflight = 0;
+  sent = 0;
+  dropped = 0;
+  failures = 0;
+  unreachable = false;
+  /** Set while backing off: no request starts until it fires. */
+  backoffTimer: ReturnType<typeof setTimeout> | undefined = undefined;
+  pumpScheduled = false;
+  /** So a full queue is reported once per episode, not once per message. */
+  overflowReported = false;
+  /** So a peer that keeps refusing our bytes is reported once per status. */
+  lastRejectedStatus = 0;
+
+  constructor(readonly id: NodeId, public url: string) {}
+}
+
+type Outcome =
+  | { kind: "delivered" }
+  | { kind: "rejected"; status: number; answer: string }
+  | { kind: "failed"; reason: string };
+
+/** Statuses that mean "the peer is up but refused these bytes": no reason to back off. */
+const REJECTED_STATUSES = new Set([400, 413, 415]);
+
+export class PeerTransport implements Transport {
+  readonly #selfId: NodeId;
+  readonly #clusterId: string;
+  readonly #logger: Logger;
+  readonly #requestTimeoutMs: number;
+  readonly #snapshotTimeoutMs: number;
+  readonly #onUnreachable: ((peer: NodeId) => void) | undefined;
+  readonly #fetch: typeof fetch;
+  readonly #peers = new Map<NodeId, Peer>();
+  /** Aborts every request in flight at close(). */
+  readonly #closing = new AbortController();
+  /** Every request in flight, so close() can wait for all of them. */
+  readonly #pending = new Set<Promise<void>>();
+  #closed = false;
+  /** Messages for a node with no known URL, or for this node. */
+  #unroutable = 0;
+
+  constructor(options: PeerTransportOptions) {
+    this.#selfId = options.selfId;
+    this.#clusterId = options.clusterId;
+    this.#logger = options.logger;
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? PEER_REQUEST_TIMEOUT_MS;
+    this.#snapshotTimeoutMs = Math.max(
+      options.snapshotTimeoutMs ?? PEER_SNAPSHOT_TIMEOUT_MS,
+      this.#requestTimeoutMs,
+    );
+    this.#onUnreachable = options.onUnreachable;
+    this.#fetch = options.fetch ?? fetch;
+  }
+
+  setPeers(peers: ReadonlyMap<NodeId, string>): void {
+    for (const [id, peer] of this.#peers) {
+      if (peers.has(id)) continue;
+      // Requests in flight finish on their own; what is queued is for a member that left.
+      clearTimeout(peer.backoffTimer);
+      this.#peers.delete(id);
+    }
+    for (const [id, url] of peers) {
+      if (id === this.#selfId) continue;
+      const base = url.replace(/\/+$/, "");
+      const peer = this.#peers.get(id);
+      if (peer === undefined) this.#peers.set(id, new Peer(id, base));
+      else peer.url = base;
+    }
+  }
+
+  /** Queues each message for its peer and returns at once; delivery happens in the background. */
+  send(messages: Message[]): void {
+    if (this.#closed) return;
+    for (const message of messages) {
+      const peer = this.#peers.get(message.to);
+      if (peer === undefined) {
+        this.#unroutable++;
+        this.#logger.debug("no URL for peer, message dropped", {
+          peer: message.to,
+          type: message.type,
+        });
+        continue;
+      }
+      this.#enqueue(peer, { message, bytes: estimateMessageBytes(message) });
+      this.#schedulePump(peer);
+    }
+  }
+
+  stats(): PeerStats[] {
+    return [...this.#peers.values()].map((peer) => ({
+      peer: peer.id,
+      url: peer.url,
+      queuedMessages: peer.queue.length,
+      inflightRequests: peer.inflight,
+      sentMessages: peer.sent,
+      droppedMessages: peer.dropped,
+      failures: peer.failures,
+      unreachable: peer.unreachable,
+    }));
+  }
+
+  /** Messages dropped because no URL was known for their destination. */
+  unroutableMessages(): number {
+    return this.#unroutable;
+  }
+
+  /** Aborts every request, drops every queue and resolves once nothing is in flight. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#closing.abort(new DOMException("The peer transport is closing", "AbortError"));
+    for (const peer of this.#peers.values()) {
+      clearTimeout(peer.backoffTimer);
+      peer.backoffTimer = undefined;
+      peer.queue = [];
+      peer.queuedBytes = 0;
+    }
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+  }
+
+  #enqueue(peer: Peer, item: Queued): void {
+    peer.queue.push(item);
+    peer.queuedBytes += item.bytes;
+    let droppedNow = 0;
+    while (
+      peer.queue.length > PEER_QUEUE_MESSAGES_MAX ||
+      (peer.queuedBytes > PEER_QUEUE_BYTES_MAX && peer.queue.length > 1)
+    ) {
+      // The oldest goes first: Raft re-sends what matters, and the newest carries the latest term.
+      const oldest = peer.queue.shift()!;
+      peer.queuedBytes -= oldest.bytes;
+      droppedNow++;
+    }
+    if (droppedNow === 0) return;
+    peer.dropped += droppedNow;
+    if (!peer.overflowReported) {
+      peer.overflowReported = true;
+      this.#logger.warn("peer queue full, dropping oldest messages", {
+        peer: peer.id,
+        url: peer.url,
+        queuedMessages: peer.queue.length,
+        droppedMessages: peer.dropped,
+      });
+    }
+  }
+
+  /** Pumps once the current task is done, so everything sent in one driver turn is one batch. */
+  #schedulePump(peer: Peer): void {
+    if (peer.pumpScheduled) return;
+    peer.pumpScheduled = true;
+    queueMicrotask(() => {
+      peer.pumpScheduled = false;
+      this.#pump(peer);
+    });
+  }
+
+  #pump(peer: Peer): void {
+    while (
+      !this.#closed && this.#peers.get(peer.id) === peer && peer.queue.length > 0 &&
+      peer.backoffTimer === undefined &&
+      peer.inflight < (peer.failures > 0 ? 1 : PEER_REQUESTS_INFLIGHT_MAX)
+    ) {
+      const batch = takeBatch(peer);
+      const snapshot = batch.length === 1 && batch[0].type === "installSnapshot";
+      peer.inflight++;
+      const request = this.#deliver(peer, batch, snapshot).catch((error) => {
+        // Our own bug: an assertion must still crash the process (STYLE C2.5).
+        if (error instanceof AssertionError) throw error;
+        this.#logger.error("peer delivery failed", { peer: peer.id, error: String(error) });
+      }).finally(() => {
+        peer.inflight--;
+        this.#pending.delete(request);
+        this.#pump(peer);
+      });
+      this.#pending.add(request);
+    }
+  }
+
+  async #deliver(peer: Peer, batch: Message[], snapshot: boolean): Promise<void> {
+    const url = `${peer.url}/raft/${snapshot ? "snapshot" : "messages"}`;
+    const outcome = await this.#post(url, encodeMessages(batch), snapshot);
+    // A peer removed meanwhile keeps no state worth updating (and must not start a timer).
+    if (this.#closed || this.#peers.get(peer.id) !== peer) return;
+    switch (outcome.kind) {
+      case "delivered":
+        peer.sent += batch.length;
+        peer.lastRejectedStatus = 0;
+        return this.#onAnswer(peer);
+      case "rejected":
+        this.#onAnswer(peer);
+        peer.dropped += batch.length;
+        if (outcome.status !== peer.lastRejectedStatus) {
+          peer.lastRejectedStatus = outcome.status;
+          this.#logger.warn("peer rejected messages", {
+            peer: peer.id,
+            url,
+            status: outcome.status,
+            answer: outcome.answer,
+            messages: batch.length,
+          });
+        }
+        return;
+      case "failed":
+        peer.dropped += batch.length;
+        return this.#onFailure(peer, outcome.reason);
+    }
+  }
+
+  /** One POST, retried once at once when the connection broke before any answer came. */
+  async #post(url: string, body: Uint8Array<ArrayBuffer>, snapshot: boolean): Promise<Outcome> {
+    const timeoutMs = snapshot ? this.#snapshotTimeoutMs : this.#requestTimeoutMs;
+    const headers = {
+      "Content-Type": "application/msgpack",
+      "X-Raft-Cluster": this.#clusterId,
+      "X-Raft-From": this.#selfId,
+    };
+    for (let attempt = 1;; attempt++) {
+      const signal = AbortSignal.any([this.#closing.signal, AbortSignal.timeout(timeoutMs)]);
+      try {
+        const response = await this.#fetch(url, {
+          method: "POST",
+          headers,
+          body,
+          signal,
+        });
+        return await readOutcome(response);
+      } catch (error) {
+        // A TypeError is a network error: most often a kept-alive connection the peer closed
+        // when it restarted. A fresh connection settles that; a second failure is real.
+        if (error instanceof TypeError && attempt === 1 && !signal.aborted) continue;
+        return { kind: "failed", reason: describeError(error, timeoutMs) };
+      }
+    }
+  }
+
+  #onAnswer(peer: Peer): void {
+    if (peer.unreachable) {
+      this.#logger.info("peer reachable again", {
+        peer: peer.id,
+        url: peer.url,
+        failures: peer.failures,
+      });
+    }
+    peer.failures = 0;
+    peer.unreachable = false;
+    peer.overflowReported = false;
+  }
+
+  #onFailure(peer: Peer, reason: string): void {
+    peer.failures++;
+    const backoffMs = Math.min(
+      PEER_BACKOFF_MIN_MS * 2 ** Math.min(peer.failures - 1, 20),
+      PEER_BACKOFF_MAX_MS,
+    );
+    const fields = {
+      peer: peer.id,
+      url: peer.url,
+      error: reason,
+      failures: peer.failures,
+      backoffMs,
+    };
+    // What waited behind the failure is stale by the time the peer answers; Raft re-sends.
+    peer.dropped += peer.queue.length;
+    peer.queue = [];
+    peer.queuedBytes = 0;
+    clearTimeout(peer.backoffTimer);
+    peer.backoffTimer = setTimeout(() => {
+      peer.backoffTimer = undefined;
+      this.#pump(peer);
+    }, backoffMs);
+    if (peer.unreachable) {
+      this.#logger.debug("peer still unreachable", fields);
+      return;
+    }
+    peer.unreachable = true;
+    peer.lastRejectedStatus = 0;
+    this.#logger.warn("peer unreachable", fields);
+    // Last, once the back-off is set: a throwing callback cannot leave the peer without a timer.
+    this.#onUnreachable?.(peer.id);
+  }
+}
+
+/**
+ * The head of the queue as one request: an installSnapshot alone (it has its own route and
+ * deadline), otherwise the messages up to the next snapshot within the batch limits, in order.
+ */
+function takeBatch(peer: Peer): Message[] {
+  const first = peer.queue[0];
+  let count = 1;
+  let bytes = first.bytes;
+  if (first.message.type !== "installSnapshot") {
+    while (count < peer.queue.length && count < PEER_BATCH_MESSAGES_MAX) {
+      const next = peer.queue[count];
+      if (next.message.type === "installSnapshot" || bytes + next.bytes > PEER_BATCH_BYTES_MAX) {
+        break;
+      }
+      bytes += next.bytes;
+      count++;
+    }
+  }
+  const taken = peer.queue.splice(0, count);
+  peer.queuedBytes -= bytes;
+  return taken.map((item) => item.message);
+}
+
+/** Reads what the answer means, and always consumes or cancels its body. */
+async function readOutcome(response: Response): Promise<Outcome> {
+  if (response.ok) {
+    await response.body?.cancel();
+    return { kind: "delivered" };
+  }
+  const answer = (await response.text()).slice(0, ANSWER_CHARS_MAX);
+  if (REJECTED_STATUSES.has(response.status)) {
+    return { kind: "rejected", status: response.status, answer };
+  }
+  return { kind: "failed", reason: `HTTP ${response.status}: ${answer}` };
+}
+
+function describeError(error: unknown, timeoutMs: number): string {
+  if (error instanceof DOMException && error.name === "TimeoutError") {
+    return `no answer within ${timeoutMs} ms`;
+  }
+  return error instanceof Error ? error.message : String(error);
+}

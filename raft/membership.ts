@@ -1,0 +1,91 @@
+import type { ConfChange, ConfState, Member, NodeId } from "./types.ts";
+
+/**
+ * Cluster membership in force: the latest committed configuration. Changes go one server at a
+ * time (thesis §4.1), so any two consecutive configurations share a majority.
+ */
+export class Membership {
+  #members = new Map<NodeId, Member>();
+
+  constructor(confState: ConfState) {
+    for (const member of confState.members) this.#members.set(member.id, { ...member });
+  }
+
+  clone(): Membership {
+    return new Membership(this.toConfState());
+  }
+
+  has(id: NodeId): boolean {
+    return this.#members.has(id);
+  }
+
+  isVoter(id: NodeId): boolean {
+    return this.#members.get(id)?.voter === true;
+  }
+
+  get(id: NodeId): Member | undefined {
+    return this.#members.get(id);
+  }
+
+  voters(): NodeId[] {
+    return [...this.#members.values()].filter((member) => member.voter).map((member) => member.id);
+  }
+
+  /** Every member but `self`: the peers a leader replicates to. */
+  peersOf(self: NodeId): NodeId[] {
+    return [...this.#members.keys()].filter((id) => id !== self);
+  }
+
+  members(): Member[] {
+    return [...this.#members.values()].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  }
+
+  toConfState(): ConfState {
+    return { members: this.members().map((member) => ({ ...member })) };
+  }
+
+  /** Why `change` cannot be made now, or undefined when it can. */
+  refusal(change: ConfChange): string | undefined {
+    const member = this.#members.get(change.id);
+    switch (change.type) {
+      case "addVoter":
+      case "addLearner":
+        if (member !== undefined) return `Cannot add member "${change.id}": it is already a member`;
+        for (const other of this.#members.values()) {
+          if (other.url === change.url) {
+            return `Cannot add member "${change.id}": url "${change.url}" belongs to "${other.id}"`;
+          }
+        }
+        return undefined;
+      case "promote":
+        if (member === undefined) return `Cannot promote "${change.id}": it is not a member`;
+        if (member.voter) return `Cannot promote "${change.id}": it is already a voter`;
+        return undefined;
+      case "remove":
+        if (member === undefined) return `Cannot remove "${change.id}": it is not a member`;
+        if (member.voter && this.voters().length === 1) {
+          return `Cannot remove "${change.id}": it is the last voter`;
+        }
+        return undefined;
+    }
+  }
+
+  /** Applies a committed change. A change refused by `refusal` is ignored, on every node alike. */
+  apply(change: ConfChange): boolean {
+    if (this.refusal(change) !== undefined) return false;
+    switch (change.type) {
+      case "addVoter":
+        this.#members.set(change.id, { id: change.id, url: change.url, voter: true });
+        return true;
+      case "addLearner":
+        this.#members.set(change.id, { id: change.id, url: change.url, voter: false });
+        return true;
+      case "promote":
+        this.#members.set(change.id, { ...this.#members.get(change.id)!, voter: true });
+        return true;
+      case "remove":
+        this.#members.delete(change.id);
+        return true;
+    }
+  }
+}

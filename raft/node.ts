@@ -1,0 +1,567 @@
+import type { Clock } from "./clock.ts";
+import type { RaftConfig } from "./config.ts";
+import { RaftCore } from "./core.ts";
+import {
+  MembershipError,
+  NoLeaderError,
+  NotLeaderError,
+  ProposalDroppedError,
+  ProposalTimeoutError,
+  ReadTimeoutError,
+  StoppedError,
+  StorageError,
+} from "./errors.ts";
+import { INPUTS_QUEUED_MAX, PROPOSALS_QUEUED_MAX } from "./limits.ts";
+import type { Logger } from "./logger.ts";
+import { AppliedWaiters, deferred, expireMap, type Waiter } from "./node_driver.ts";
+import type { StateMachine } from "./state_machine.ts";
+import type { RaftStorage } from "./storage.ts";
+import type { Transport } from "./transport.ts";
+import type { ConfChange, Index, Member, Message, NodeId, Ready, Role, Term } from "./types.ts";
+
+export interface MemberStatus extends Member {
+  /** Leader only: highest index known to be replicated on this member. */
+  matchIndex?: Index;
+  /** Leader only: next index the leader will send. */
+  nextIndex?: Index;
+  /** Leader only: ms since the member last answered. */
+  lastContactMs?: number;
+}
+
+export interface NodeStatus {
+  id: NodeId;
+  role: Role;
+  term: Term;
+  leader: NodeId | null;
+  leaderUrl: string | null;
+  commitIndex: Index;
+  appliedIndex: Index;
+  lastLogIndex: Index;
+  snapshotIndex: Index;
+  members: MemberStatus[];
+}
+
+export interface ProposeResult {
+  index: Index;
+  /** What the state machine's apply returned for this entry. */
+  result: unknown;
+}
+
+/** The driver's surface, as http/ uses it. Every wait is bounded by `timeoutMs`. */
+export interface RaftNodeApi {
+  readonly id: NodeId;
+  /** Resolves once the command is committed and applied. Throws NotLeaderError on a follower,
+   * ProposalDroppedError when it was refused, ProposalTimeoutError when the outcome is unknown. */
+  propose(data: Uint8Array, options: { timeoutMs: number }): Promise<ProposeResult>;
+  /** ReadIndex: resolves with an index once this leader confirmed it still leads and applied it.
+   * Throws NotLeaderError on a follower, NoLeaderError or ReadTimeoutError on a timeout. */
+  readBarrier(options: { timeoutMs: number }): Promise<Index>;
+  /** Resolves when the local state machine has applied `index` (for stale reads with min_index). */
+  waitApplied(index: Index, options: { timeoutMs: number }): Promise<Index>;
+  /** Resolves when a leader is known (or throws NoLeaderError at the deadline). */
+  waitLeader(options: { timeoutMs: number }): Promise<Member>;
+  appliedIndex(): Index;
+  /** The leader as this node knows it, with its URL. */
+  leader(): Member | undefined;
+  /** A message from a peer, already validated by parseMessage. */
+  step(message: Message): void;
+  status(): NodeStatus;
+  /** Proposes one membership change and resolves once it is committed. */
+  changeMembership(change: ConfChange, options: { timeoutMs: number }): Promise<Index>;
+  /** Asks the leader to hand leadership to `id`; resolves once `id` leads. */
+  transferLeadership(id: NodeId, options: { timeoutMs: number }): Promise<void>;
+  /** Snapshots the state machine now and compacts the log; resolves with the snapshot index. */
+  takeSnapshot(): Promise<Index>;
+  stop(): Promise<void>;
+}
+
+export interface RaftNodeOptions {
+  config: RaftConfig;
+  storage: RaftStorage;
+  transport: Transport;
+  stateMachine: StateMachine;
+  clock: Clock;
+  /** Milliseconds per tick: the core's tick counts convert to time with it. */
+  tickMs: number;
+  /** Take a snapshot once this many entries were applied since the last one. */
+  snapshotEntries: number;
+  /** ...or once this many bytes of entries were applied since the last one. */
+  snapshotBytes: number;
+  /** Called once when storage fails: the node has stopped and cannot promise durability. */
+  onFatal?: (error: Error) => void;
+}
+
+/** Counters the node keeps for /metrics. */
+export interface NodeCounters {
+  proposalsCommitted: number;
+  proposalsFailed: number;
+  leaderChanges: number;
+  readyTurns: number;
+  persistCount: number;
+  persistMsTotal: number;
+  snapshotsTaken: number;
+  snapshotsInstalled: number;
+  lastSnapshotBytes: number;
+  lastSnapshotMs: number;
+}
+
+type ProposalWaiter = { term: Term; waiter: Waiter<ProposeResult> };
+
+/**
+ * The driver: one loop that feeds inputs to the core and carries out each Ready in order
+ * (persist, send, apply, advance). Everything that arrives during one turn goes into the next
+ * Ready together: that is group commit. Waiters give callers their answers with deadlines.
+ */
+export class RaftNode implements RaftNodeApi {
+  readonly id: NodeId;
+  readonly counters: NodeCounters = {
+    proposalsCommitted: 0,
+    proposalsFailed: 0,
+    leaderChanges: 0,
+    readyTurns: 0,
+    persistCount: 0,
+    persistMsTotal: 0,
+    snapshotsTaken: 0,
+    snapshotsInstalled: 0,
+    lastSnapshotBytes: 0,
+    lastSnapshotMs: 0,
+  };
+  #options: RaftNodeOptions;
+  #core: RaftCore;
+  #logger: Logger;
+  #inputs: (() => void)[] = [];
+  #proposalsQueued = 0;
+  #ticksPending = 0;
+  #wakeLoop: (() => void) | undefined;
+  #stopping = false;
+  #loopDone: Promise<void> = Promise.resolve();
+  #stopTicks: () => void = () => {};
+  #proposals = new Map<Index, ProposalWaiter>();
+  #reads = new Map<number, { waiter: Waiter<Index> }>();
+  #nextReadId = 1;
+  #appliedWaiters = new AppliedWaiters();
+  #leaderWaiters: Waiter<Member>[] = [];
+  #bytesSinceSnapshot = 0;
+  #snapshotting = false;
+  #leader: NodeId | null = null;
+  #fatal: Error | undefined;
+
+  private constructor(options: RaftNodeOptions, core: RaftCore) {
+    this.#options = options;
+    this.#core = core;
+    this.id = core.id;
+    this.#logger = options.config.logger;
+  }
+
+  /** Loads the persisted state, restores the state machine from the snapshot, and starts. */
+  static async start(options: RaftNodeOptions): Promise<RaftNode> {
+    const persisted = await options.storage.load();
+    if (persisted.snapshot !== undefined) {
+      const snapshot = await options.storage.loadSnapshot();
+      if (snapshot === undefined || snapshot.metadata.index !== persisted.snapshot.index) {
+        throw new StorageError("Cannot start: the stored snapshot is missing or does not match");
+      }
+      options.stateMachine.restore(snapshot.data);
+    }
+    const node = new RaftNode(options, new RaftCore(options.config, persisted));
+    node.#updatePeers();
+    node.#loopDone = node.#loop();
+    node.#stopTicks = options.clock.every(options.tickMs, () => node.#onTick());
+    return node;
+  }
+
+  // ---- RaftNodeApi -----------------------------------------------------------------------
+
+  propose(data: Uint8Array, options: { timeoutMs: number }): Promise<ProposeResult> {
+    const { promise, waiter } = deferred<ProposeResult>(this.#deadline(options.timeoutMs));
+    if (this.#refuse(waiter)) return promise;
+    if (this.#proposalsQueued >= PROPOSALS_QUEUED_MAX) {
+      waiter.reject(new ProposalDroppedError("Cannot propose: too many proposals are waiting"));
+      return promise;
+    }
+    this.#proposalsQueued++;
+    this.#input(() => {
+      this.#proposalsQueued--;
+      if (waiter.deadlineMs <= this.#options.clock.now()) {
+        return waiter.reject(new NoLeaderError("Timed out before the proposal could be made"));
+      }
+      try {
+        const index = this.#core.propose(data);
+        this.#proposals.set(index, { term: this.#core.term, waiter });
+      } catch (error) {
+        this.counters.proposalsFailed++;
+        waiter.reject(error as Error);
+      }
+    });
+    return promise;
+  }
+
+  readBarrier(options: { timeoutMs: number }): Promise<Index> {
+    const { promise, waiter } = deferred<Index>(this.#deadline(options.timeoutMs));
+    if (this.#refuse(waiter)) return promise;
+    this.#input(() => {
+      const readId = this.#nextReadId++;
+      try {
+        this.#core.readIndex(readId);
+        this.#reads.set(readId, { waiter });
+      } catch (error) {
+        waiter.reject(error as Error);
+      }
+    });
+    return promise;
+  }
+
+  waitApplied(index: Index, options: { timeoutMs: number }): Promise<Index> {
+    const { promise, waiter } = deferred<Index>(this.#deadline(options.timeoutMs));
+    if (this.#refuse(waiter)) return promise;
+    if (this.#core.appliedIndex >= index) waiter.resolve(this.#core.appliedIndex);
+    else this.#appliedWaiters.add(index, waiter);
+    return promise;
+  }
+
+  waitLeader(options: { timeoutMs: number }): Promise<Member> {
+    const { promise, waiter } = deferred<Member>(this.#deadline(options.timeoutMs));
+    if (this.#refuse(waiter)) return promise;
+    const leader = this.leader();
+    if (leader !== undefined) waiter.resolve(leader);
+    else this.#leaderWaiters.push(waiter);
+    return promise;
+  }
+
+  appliedIndex(): Index {
+    return this.#core.appliedIndex;
+  }
+
+  leader(): Member | undefined {
+    const id = this.#core.leaderId;
+    return id === null ? undefined : this.#core.member(id);
+  }
+
+  step(message: Message): void {
+    if (this.#stopping || this.#inputs.length >= INPUTS_QUEUED_MAX) return; // Raft tolerates loss
+    this.#input(() => this.#core.step(message));
+  }
+
+  status(): NodeStatus {
+    const core = this.#core;
+    const leader = this.leader();
+    return {
+      id: this.id,
+      role: core.role,
+      term: core.term,
+      leader: core.leaderId,
+      leaderUrl: leader?.url ?? null,
+      commitIndex: core.commitIndex,
+      appliedIndex: core.appliedIndex,
+      lastLogIndex: core.lastIndex(),
+      snapshotIndex: core.snapshotIndex(),
+      members: core.confState().members.map((member) => {
+        const progress = core.role === "leader" && member.id !== this.id ? core.progress(member.id) : undefined;
+        if (progress === undefined) return { ...member };
+        return {
+          ...member,
+          matchIndex: progress.match,
+          nextIndex: progress.next,
+          lastContactMs: progress.lastContactTicks * this.#options.tickMs,
+        };
+      }),
+    };
+  }
+
+  changeMembership(change: ConfChange, options: { timeoutMs: number }): Promise<Index> {
+    const { promise, waiter } = deferred<ProposeResult>(this.#deadline(options.timeoutMs));
+    if (this.#refuse(waiter)) return promise.then((result) => result.index);
+    this.#input(() => {
+      try {
+        const index = this.#core.proposeMembershipChange(change);
+        this.#proposals.set(index, { term: this.#core.term, waiter });
+      } catch (error) {
+        waiter.reject(error as Error);
+      }
+    });
+    return promise.then((result) => result.index);
+  }
+
+  async transferLeadership(id: NodeId, options: { timeoutMs: number }): Promise<void> {
+    const deadlineMs = this.#deadline(options.timeoutMs);
+    const { promise, waiter } = deferred<void>(deadlineMs);
+    this.#input(() => {
+      try {
+        this.#core.transferLeadership(id);
+        waiter.resolve();
+      } catch (error) {
+        waiter.reject(error as Error);
+      }
+    });
+    await promise;
+    for (;;) {
+      const leader = await this.waitLeader({ timeoutMs: Math.max(1, deadlineMs - this.#options.clock.now()) });
+      if (leader.id === id) return;
+      if (this.#options.clock.now() >= deadlineMs) {
+        throw new MembershipError(`Leadership did not move to "${id}" in time`);
+      }
+      await new Promise<void>((resolve) => this.#options.clock.after(this.#options.tickMs, resolve));
+    }
+  }
+
+  takeSnapshot(): Promise<Index> {
+    const { promise, waiter } = deferred<Index>(Infinity);
+    this.#input(() => this.#snapshot(waiter));
+    return promise;
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopping) return this.#loopDone;
+    this.#stopping = true;
+    this.#stopTicks();
+    this.#wakeLoop?.();
+    await this.#loopDone;
+    this.#failWaiters(new StoppedError());
+  }
+
+  /** The error that stopped the node, if storage failed. */
+  fatalError(): Error | undefined {
+    return this.#fatal;
+  }
+
+  // ---- the loop --------------------------------------------------------------------------
+
+  async #loop(): Promise<void> {
+    while (!this.#stopping) {
+      this.#drainInputs();
+      if (!this.#core.hasReady()) {
+        await new Promise<void>((resolve) => {
+          this.#wakeLoop = resolve;
+          if (this.#inputs.length > 0 || this.#ticksPending > 0 || this.#stopping) resolve();
+        });
+        this.#wakeLoop = undefined;
+        continue;
+      }
+      try {
+        await this.#turn(this.#core.ready());
+      } catch (error) {
+        this.#onFatal(error as Error);
+        return;
+      }
+    }
+  }
+
+  #drainInputs(): void {
+    for (; this.#ticksPending > 0; this.#ticksPending--) this.#core.tick();
+    const inputs = this.#inputs;
+    this.#inputs = [];
+    for (const input of inputs) input();
+  }
+
+  async #turn(ready: Ready): Promise<void> {
+    this.counters.readyTurns++;
+    const { storage, transport } = this.#options;
+    if (ready.snapshot !== undefined) {
+      await storage.saveSnapshot(ready.snapshot, { discardLog: true });
+      this.#options.stateMachine.restore(ready.snapshot.data);
+      this.#bytesSinceSnapshot = 0;
+      this.counters.snapshotsInstalled++;
+      this.#logger.info("snapshot installed", { id: this.id, index: ready.snapshot.metadata.index });
+    }
+    this.#send(ready.earlyMessages);
+    if (ready.entries.length > 0 || ready.hardState !== undefined) {
+      const startMs = this.#options.clock.now();
+      await storage.append(ready.entries, ready.hardState);
+      this.counters.persistCount++;
+      this.counters.persistMsTotal += this.#options.clock.now() - startMs;
+    }
+    transport.send(ready.messages);
+    const membershipChanged = this.#apply(ready);
+    this.#core.advance(ready);
+    if (ready.snapshot !== undefined || membershipChanged) this.#updatePeers();
+    this.#onSoftState(ready);
+    this.#appliedWaiters.release(this.#core.appliedIndex);
+    for (const read of ready.readStates) this.#answerRead(read.readId, read.index);
+    for (const failure of ready.readFailures) {
+      this.#reads.get(failure.readId)?.waiter.reject(this.#notLeader());
+      this.#reads.delete(failure.readId);
+    }
+    this.#maybeSnapshot();
+  }
+
+  /** Applies committed entries and answers their proposers; true if membership changed. */
+  #apply(ready: Ready): boolean {
+    let membershipChanged = false;
+    for (const entry of ready.committedEntries) {
+      let result: unknown = undefined;
+      if (entry.type === "command") {
+        result = this.#options.stateMachine.apply(entry.index, entry.data);
+        this.#bytesSinceSnapshot += entry.data.byteLength;
+      } else if (entry.type === "config") {
+        membershipChanged = true;
+      }
+      const proposal = this.#proposals.get(entry.index);
+      if (proposal === undefined) continue;
+      this.#proposals.delete(entry.index);
+      if (proposal.term === entry.term) {
+        this.counters.proposalsCommitted++;
+        proposal.waiter.resolve({ index: entry.index, result });
+      } else {
+        // Another leader's entry took this index: the proposal was lost, never applied.
+        this.counters.proposalsFailed++;
+        proposal.waiter.reject(new ProposalDroppedError("The proposal was lost in a leader change"));
+      }
+    }
+    return membershipChanged;
+  }
+
+  #answerRead(readId: number, index: Index): void {
+    const read = this.#reads.get(readId);
+    if (read === undefined) return;
+    this.#reads.delete(readId);
+    if (this.#core.appliedIndex >= index) read.waiter.resolve(index);
+    else this.#appliedWaiters.add(index, read.waiter);
+  }
+
+  #onSoftState(ready: Ready): void {
+    const leader = ready.softState.leader;
+    if (leader === this.#leader) return;
+    this.#leader = leader;
+    if (leader === null) return;
+    this.counters.leaderChanges++;
+    this.#logger.info("leader changed", { id: this.id, leader, term: this.#core.term });
+    const member = this.leader();
+    if (member === undefined) return;
+    for (const waiter of this.#leaderWaiters) waiter.resolve(member);
+    this.#leaderWaiters = [];
+  }
+
+  #send(messages: Message[]): void {
+    const plain: Message[] = [];
+    for (const message of messages) {
+      if (message.type === "installSnapshot") this.#sendSnapshot(message);
+      else plain.push(message);
+    }
+    if (plain.length > 0) this.#options.transport.send(plain);
+  }
+
+  /** The core leaves snapshot data out of its messages; attach the stored snapshot's bytes. */
+  async #sendSnapshot(message: Extract<Message, { type: "installSnapshot" }>): Promise<void> {
+    try {
+      const snapshot = await this.#options.storage.loadSnapshot();
+      if (snapshot === undefined || snapshot.metadata.index < message.snapshot.metadata.index) return;
+      this.#logger.info("sending snapshot", { id: this.id, to: message.to, index: snapshot.metadata.index });
+      this.#options.transport.send([{ ...message, snapshot }]);
+    } catch (error) {
+      this.#logger.warn("cannot load snapshot to send", { error: String(error) });
+    }
+  }
+
+  // ---- snapshots -------------------------------------------------------------------------
+
+  #maybeSnapshot(): void {
+    const sinceEntries = this.#core.appliedIndex - this.#core.snapshotIndex();
+    if (sinceEntries < this.#options.snapshotEntries && this.#bytesSinceSnapshot < this.#options.snapshotBytes) {
+      return;
+    }
+    this.#snapshot(undefined);
+  }
+
+  /** Snapshots the state machine at the applied index, stores it, then compacts the log. */
+  #snapshot(waiter: Waiter<Index> | undefined): void {
+    const index = this.#core.appliedIndex;
+    if (this.#snapshotting || index <= this.#core.snapshotIndex()) {
+      waiter?.resolve(this.#core.snapshotIndex());
+      return;
+    }
+    this.#snapshotting = true;
+    const startMs = this.#options.clock.now();
+    const metadata = this.#core.snapshotMetadataAt(index);
+    const data = this.#options.stateMachine.snapshot();
+    this.#bytesSinceSnapshot = 0;
+    this.#options.storage.saveSnapshot({ metadata, data }, { discardLog: false }).then(
+      () => {
+        this.#input(() => this.#core.compact(index));
+        this.#snapshotting = false;
+        this.counters.snapshotsTaken++;
+        this.counters.lastSnapshotBytes = data.byteLength;
+        this.counters.lastSnapshotMs = this.#options.clock.now() - startMs;
+        this.#logger.info("snapshot taken", { id: this.id, index, bytes: data.byteLength });
+        waiter?.resolve(index);
+      },
+      (error: Error) => {
+        this.#snapshotting = false;
+        waiter?.reject(error);
+        this.#onFatal(error);
+      },
+    );
+  }
+
+  // ---- helpers ---------------------------------------------------------------------------
+
+  #input(input: () => void): void {
+    this.#inputs.push(input);
+    this.#wakeLoop?.();
+  }
+
+  #onTick(): void {
+    this.#ticksPending++;
+    this.#expireWaiters();
+    this.#wakeLoop?.();
+  }
+
+  #expireWaiters(): void {
+    const nowMs = this.#options.clock.now();
+    expireMap(this.#proposals, nowMs, () => {
+      this.counters.proposalsFailed++;
+      return new ProposalTimeoutError();
+    });
+    expireMap(this.#reads, nowMs, () => new ReadTimeoutError("Timed out confirming leadership for the read"));
+    this.#appliedWaiters.expire(nowMs, () => new ReadTimeoutError("Timed out waiting for the index to be applied"));
+    this.#leaderWaiters = this.#leaderWaiters.filter((waiter) => {
+      if (waiter.deadlineMs > nowMs) return true;
+      waiter.reject(new NoLeaderError());
+      return false;
+    });
+  }
+
+  #deadline(timeoutMs: number): number {
+    return this.#options.clock.now() + timeoutMs;
+  }
+
+  /** Rejects at once when the node cannot take requests; returns true if it did. */
+  #refuse(waiter: Waiter<never>): boolean {
+    if (this.#fatal !== undefined) waiter.reject(this.#fatal);
+    else if (this.#stopping) waiter.reject(new StoppedError());
+    else return false;
+    return true;
+  }
+
+  #notLeader(): NotLeaderError {
+    const leader = this.leader();
+    return new NotLeaderError(leader?.id ?? null, leader?.url);
+  }
+
+  #updatePeers(): void {
+    const peers = new Map<NodeId, string>();
+    for (const member of this.#core.confState().members) {
+      if (member.id !== this.id) peers.set(member.id, member.url);
+    }
+    this.#options.transport.setPeers(peers);
+  }
+
+  #onFatal(error: Error): void {
+    if (this.#fatal !== undefined) return;
+    this.#fatal = error instanceof StorageError ? error : new StorageError(`Storage failed: ${error.message}`);
+    this.#logger.error("storage failed; stopping", { id: this.id, error: String(error) });
+    this.#stopping = true;
+    this.#stopTicks();
+    this.#failWaiters(this.#fatal);
+    this.#options.onFatal?.(this.#fatal);
+  }
+
+  #failWaiters(error: Error): void {
+    for (const { waiter } of this.#proposals.values()) waiter.reject(error);
+    this.#proposals.clear();
+    for (const { waiter } of this.#reads.values()) waiter.reject(error);
+    this.#reads.clear();
+    this.#appliedWaiters.rejectAll(error);
+    for (const waiter of this.#leaderWaiters) waiter.reject(error);
+    this.#leaderWaiters = [];
+  }
+}

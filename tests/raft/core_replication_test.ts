@@ -1,0 +1,66 @@
+import assert from "node:assert/strict";
+import { TestCluster } from "./_cluster.ts";
+
+const encoder = new TextEncoder();
+
+Deno.test("a 3-node cluster elects one leader and commits a proposal on all nodes (§5.2, §5.3)", () => {
+  const cluster = new TestCluster(["a", "b", "c"]);
+  const leader = cluster.electLeader();
+  assert.equal([...cluster.nodes.values()].filter((n) => n.core.role === "leader").length, 1);
+  const index = leader.core.propose(encoder.encode("x=1"));
+  cluster.settle();
+  cluster.tick(2);
+  for (const node of cluster.nodes.values()) {
+    assert(node.core.commitIndex >= index, `${node.core.id} commits ${index}`);
+    assert.deepEqual(node.applied.map((d) => new TextDecoder().decode(d)), ["x=1"]);
+  }
+});
+
+Deno.test("a single-node cluster elects itself and commits alone", () => {
+  const cluster = new TestCluster(["solo"]);
+  const leader = cluster.electLeader();
+  leader.core.propose(encoder.encode("v"));
+  cluster.settle();
+  assert.equal(leader.applied.length, 1);
+});
+
+Deno.test("a leader cut off from the majority steps down by CheckQuorum (§6.2)", () => {
+  const cluster = new TestCluster(["a", "b", "c"]);
+  const leader = cluster.electLeader();
+  const id = leader.core.id;
+  cluster.cut = (from, to) => from === id || to === id;
+  cluster.tick(40);
+  assert.notEqual(leader.core.role, "leader");
+  const newLeader = cluster.electLeader();
+  assert.notEqual(newLeader.core.id, id);
+});
+
+Deno.test("ReadIndex answers with the commit index once a quorum confirms (§6.4)", () => {
+  const cluster = new TestCluster(["a", "b", "c"]);
+  const leader = cluster.electLeader();
+  leader.core.propose(encoder.encode("x"));
+  cluster.settle();
+  leader.core.readIndex(7);
+  cluster.settle();
+  assert.deepEqual(leader.reads.map((r) => r.readId), [7]);
+  assert.equal(leader.reads[0].index, leader.core.commitIndex);
+});
+
+Deno.test("leadership transfer hands over to the named voter", () => {
+  const cluster = new TestCluster(["a", "b", "c"]);
+  const leader = cluster.electLeader();
+  const target = [...cluster.nodes.keys()].find((id) => id !== leader.core.id)!;
+  leader.core.transferLeadership(target);
+  cluster.settle();
+  cluster.tick(3);
+  assert.equal(cluster.node(target).core.role, "leader");
+});
+
+Deno.test("a learner is added, catches up, is promoted, and the leader can remove itself", () => {
+  const cluster = new TestCluster(["a", "b", "c"]);
+  const leader = cluster.electLeader();
+  cluster.tick(2);
+  leader.core.proposeMembershipChange({ type: "addLearner", id: "d", url: "http://d" });
+  cluster.settle();
+  assert.equal(leader.core.confState().members.find((m) => m.id === "d")?.voter, false);
+});

@@ -1,0 +1,349 @@
+import type {
+  Entry,
+  HardState,
+  Index,
+  MemoryStorage,
+  Message,
+  NodeId,
+  Role,
+  Snapshot,
+  SnapshotMetadata,
+  Term,
+} from "../../raft/mod.ts";
+import type { SimState } from "./sim_state_machine.ts";
+
+/** A safety or liveness property of Raft did not hold. The message names seed, step and node. */
+export class SafetyViolation extends Error {
+  override name = "SafetyViolation";
+}
+
+/** What the checker reads from a running core after every call into it. */
+export interface CoreView {
+  role: Role;
+  term: Term;
+  commitIndex: Index;
+  appliedIndex: Index;
+  lastIndex(): Index;
+  snapshotIndex(): Index;
+  entry(index: Index): Entry | undefined;
+}
+
+const decoder = new TextDecoder();
+const entryKeys = new WeakMap<Entry, string>();
+
+/** Identity of an entry (term, kind, payload) for comparing logs of different nodes. */
+export function entryKey(entry: Entry): string {
+  let key = entryKeys.get(entry);
+  if (key !== undefined) return key;
+  switch (entry.type) {
+    case "command":
+      key = `${entry.term}:c:${decoder.decode(entry.data)}`;
+      break;
+    case "noop":
+      key = `${entry.term}:n`;
+      break;
+    case "config":
+      key = `${entry.term}:m:${JSON.stringify(entry.change)}`;
+      break;
+  }
+  entryKeys.set(entry, key);
+  return key;
+}
+
+function keyTerm(key: string): Term {
+  return Number(key.slice(0, key.indexOf(":")));
+}
+
+/** Index before the first stored entry. */
+export function storageOffset(storage: MemoryStorage): Index {
+  return storage.snapshot?.metadata.index ?? 0;
+}
+
+export function storageLastIndex(storage: MemoryStorage): Index {
+  return storageOffset(storage) + storage.entries.length;
+}
+
+/** Term of the stored entry at `index`, the snapshot's term at its index, undefined if absent. */
+export function storageTerm(storage: MemoryStorage, index: Index): Term | undefined {
+  const offset = storageOffset(storage);
+  if (index === offset) return storage.snapshot?.metadata.term ?? 0;
+  if (index < offset || index > offset + storage.entries.length) return undefined;
+  return storage.entries[index - offset - 1].term;
+}
+
+/**
+ * Raft's safety properties (Raft paper Figure 3, Ongaro's thesis §3), checked incrementally as
+ * the simulation drives the cores: each hook sees one event, so a violation is reported at the
+ * step that causes it.
+ */
+export class SafetyChecker {
+  readonly seed: number;
+  step = 0;
+  #leaderByTerm = new Map<Term, NodeId>();
+  #appliedAt = new Map<Index, string>();
+  #hashAt = new Map<Index, number>();
+  #committedMax: Index = 0;
+  /** `${index}/${term}` → `${prevTerm}|${key}`: by induction, the log matching property. */
+  #logRegistry = new Map<string, string>();
+  #memory = new Map<NodeId, { term: Term; commit: Index }>();
+  /** Last entry of each node's log while it leads: a leader only appends (Figure 3). */
+  #leaderTail = new Map<NodeId, { term: Term; index: Index; key: string }>();
+  #ackedMax: Index = 0;
+
+  constructor(seed: number) {
+    this.seed = seed;
+  }
+
+  fail(node: NodeId, what: string): never {
+    throw new SafetyViolation(`Safety violated (seed ${this.seed}, step ${this.step}, node "${node}"): ${what}`);
+  }
+
+  get committedMax(): Index {
+    return this.#committedMax;
+  }
+
+  /** Terms that had a leader. */
+  get leaderTerms(): number {
+    return this.#leaderByTerm.size;
+  }
+
+  get ackedMax(): Index {
+    return this.#ackedMax;
+  }
+
+  appliedKey(index: Index): string | undefined {
+    return this.#appliedAt.get(index);
+  }
+
+  leaderOf(term: Term): NodeId | undefined {
+    return this.#leaderByTerm.get(term);
+  }
+
+  /** After every call into a core: one leader per term; term and commit never decrease. */
+  observe(id: NodeId, core: CoreView): void {
+    const term = core.term;
+    if (core.role === "leader") {
+      const leader = this.#leaderByTerm.get(term);
+      if (leader === undefined) {
+        this.#leaderByTerm.set(term, id);
+        this.#checkLeaderCompleteness(id, core);
+      } else if (leader !== id) {
+        this.fail(id, `two leaders in term ${term}: "${leader}" and "${id}"`);
+      }
+      this.#checkLeaderAppendOnly(id, core);
+    }
+    const commit = core.commitIndex;
+    const memory = this.#memory.get(id);
+    if (memory !== undefined) {
+      if (term < memory.term) this.fail(id, `term went back from ${memory.term} to ${term}`);
+      if (commit < memory.commit) this.fail(id, `commit went back from ${memory.commit} to ${commit}`);
+    }
+    if (memory === undefined || term !== memory.term || commit !== memory.commit) {
+      this.#memory.set(id, { term, commit });
+    }
+    const last = core.lastIndex();
+    if (commit > last) this.fail(id, `commit index ${commit} passes last index ${last}`);
+    if (core.appliedIndex > commit) {
+      this.fail(id, `applied index ${core.appliedIndex} passes commit index ${commit}`);
+    }
+  }
+
+  /** A restarted core resumes from what it persisted, never from less. */
+  onRestart(id: NodeId, core: CoreView, persisted: HardState): void {
+    this.#memory.delete(id);
+    this.#leaderTail.delete(id);
+    if (core.term < persisted.term) {
+      this.fail(id, `restarted in term ${core.term} below persisted term ${persisted.term}`);
+    }
+    if (core.commitIndex < persisted.commit) {
+      this.fail(id, `restarted with commit ${core.commitIndex} below persisted ${persisted.commit}`);
+    }
+    this.observe(id, core);
+  }
+
+  /** Persist before send: nothing leaves a node in a term (or with a vote) it has not stored. */
+  onSend(id: NodeId, message: Message, persisted: HardState): void {
+    if (message.type === "vote" || message.type === "voteResponse") {
+      if (message.pre) return;
+    }
+    if (message.term > persisted.term) {
+      this.fail(id, `sent ${message.type} in term ${message.term} before persisting it (stored ${persisted.term})`);
+    }
+    if (message.type === "voteResponse" && message.granted && persisted.vote !== message.to) {
+      this.fail(id, `granted a vote to "${message.to}" in term ${message.term} before persisting it`);
+    }
+  }
+
+  /** Before `storage.appendSync(entries, hardState)` of a Ready produced in `readyTerm`. */
+  onAppend(id: NodeId, storage: MemoryStorage, ready: { entries: Entry[]; hardState: HardState | undefined }, readyTerm: Term): void {
+    const { entries, hardState } = ready;
+    if (hardState !== undefined) this.#checkHardState(id, storage.hardState, hardState);
+    if (entries.length === 0) return;
+    const first = entries[0].index;
+    const offset = storageOffset(storage);
+    const storedLast = storageLastIndex(storage);
+    if (first <= offset) this.fail(id, `appends at ${first}, inside the snapshot (up to ${offset})`);
+    if (first > storedLast + 1) this.fail(id, `appends at ${first} leaving a gap after ${storedLast}`);
+    const newLast = first + entries.length - 1;
+    let conflict = false;
+    for (let index = first; index <= storedLast; index++) {
+      const old = storage.entries[index - offset - 1];
+      const replacement = index <= newLast ? entries[index - first] : undefined;
+      if (replacement !== undefined && replacement.term === old.term) {
+        if (entryKey(replacement) !== entryKey(old)) {
+          this.fail(id, `rewrites entry ${index} of term ${old.term} with different contents`);
+        }
+        continue;
+      }
+      if (replacement !== undefined) conflict = true;
+      if (!conflict) {
+        this.fail(id, `append of ${first}..${newLast} drops entries ${index}..${storedLast} that do not conflict`);
+      }
+      if (old.term === readyTerm && this.#leaderByTerm.get(readyTerm) === id) {
+        this.fail(id, `leader of term ${readyTerm} removes its own entry ${index}`);
+      }
+      if (this.#appliedAt.get(index) === entryKey(old)) {
+        this.fail(id, `removes committed entry ${index} (${entryKey(old)})`);
+      }
+    }
+    let prevTerm = storageTerm(storage, first - 1) ?? 0;
+    for (const [k, entry] of entries.entries()) {
+      if (entry.index !== first + k) this.fail(id, `Ready entries not contiguous at ${first + k}`);
+      if (entry.term < prevTerm) this.fail(id, `entry ${entry.index} has term ${entry.term} below ${prevTerm}`);
+      const key = `${entry.index}/${entry.term}`;
+      const value = `${prevTerm}|${entryKey(entry)}`;
+      const known = this.#logRegistry.get(key);
+      if (known === undefined) this.#logRegistry.set(key, value);
+      else if (known !== value) {
+        this.fail(id, `log matching: entry ${key} is "${value}" here but "${known}" on another log`);
+      }
+      prevTerm = entry.term;
+    }
+  }
+
+  /** After the append: the stored commit never passes the stored log. */
+  afterAppend(id: NodeId, storage: MemoryStorage): void {
+    const last = storageLastIndex(storage);
+    if (storage.hardState.commit > last) {
+      this.fail(id, `persisted commit ${storage.hardState.commit} passes persisted log end ${last}`);
+    }
+  }
+
+  #checkHardState(id: NodeId, old: HardState, next: HardState): void {
+    if (next.term < old.term) this.fail(id, `persists term ${next.term} below stored ${old.term}`);
+    if (next.commit < old.commit) this.fail(id, `persists commit ${next.commit} below stored ${old.commit}`);
+    if (next.term === old.term && old.vote !== null && next.vote !== old.vote) {
+      this.fail(id, `changes its vote in term ${old.term} from "${old.vote}" to "${next.vote}"`);
+    }
+  }
+
+  /** A snapshot from the leader, before it replaces the stored log. */
+  onInstallSnapshot(id: NodeId, snapshot: Snapshot, readyTerm: Term): void {
+    const { index, term } = snapshot.metadata;
+    if (this.#leaderByTerm.get(readyTerm) === id && readyTerm === term) {
+      this.fail(id, `leader of term ${readyTerm} replaces its log by a snapshot at ${index}`);
+    }
+    if (snapshot.data.length === 0) this.fail(id, `installs snapshot ${index} without data`);
+    this.#checkSnapshotTerm(id, snapshot.metadata);
+  }
+
+  /** A snapshot taken locally at the applied index. */
+  onLocalSnapshot(id: NodeId, metadata: SnapshotMetadata, storage: MemoryStorage): void {
+    const stored = storageTerm(storage, metadata.index);
+    if (stored !== undefined && stored !== metadata.term) {
+      this.fail(id, `snapshot metadata at ${metadata.index} says term ${metadata.term}, log says ${stored}`);
+    }
+    this.#checkSnapshotTerm(id, metadata);
+  }
+
+  #checkSnapshotTerm(id: NodeId, metadata: SnapshotMetadata): void {
+    const applied = this.#appliedAt.get(metadata.index);
+    if (applied !== undefined && keyTerm(applied) !== metadata.term) {
+      this.fail(id, `snapshot at ${metadata.index} has term ${metadata.term}, committed entry has ${keyTerm(applied)}`);
+    }
+  }
+
+  /** The state machine was restored from a snapshot: it must equal the history at its index. */
+  onRestore(id: NodeId, state: SimState, metadata: SnapshotMetadata): void {
+    if (state.index !== metadata.index) {
+      this.fail(id, `snapshot data is at index ${state.index}, its metadata at ${metadata.index}`);
+    }
+    const hash = this.#hashAt.get(state.index);
+    if (hash !== undefined && hash !== state.hash) {
+      this.fail(id, `restored state at ${state.index} differs from the state applied elsewhere`);
+    }
+  }
+
+  /** State machine safety: every node applies the same entry at each index, in order. */
+  onApply(id: NodeId, entry: Entry, appliedBefore: Index): void {
+    if (entry.index !== appliedBefore + 1) {
+      this.fail(id, `applies entry ${entry.index} right after ${appliedBefore}`);
+    }
+    const key = entryKey(entry);
+    const known = this.#appliedAt.get(entry.index);
+    if (known === undefined) {
+      this.#appliedAt.set(entry.index, key);
+      if (entry.index > this.#committedMax) this.#committedMax = entry.index;
+    } else if (known !== key) {
+      this.fail(id, `applies "${key}" at ${entry.index} where another node applied "${known}"`);
+    }
+  }
+
+  afterApply(id: NodeId, state: SimState): void {
+    const hash = this.#hashAt.get(state.index);
+    if (hash === undefined) this.#hashAt.set(state.index, state.hash);
+    else if (hash !== state.hash) this.fail(id, `state after ${state.index} differs from other nodes`);
+  }
+
+  /** A proposal was applied on the node that proposed it: the client has its answer. */
+  onAck(index: Index): void {
+    if (index > this.#ackedMax) this.#ackedMax = index;
+  }
+
+  /** A linearizable read reflects every write acknowledged before it was asked. */
+  onReadState(id: NodeId, readId: number, readIndex: Index, ackedAtAsk: Index): void {
+    if (readIndex < ackedAtAsk) {
+      this.fail(id, `read ${readId} got index ${readIndex} but write ${ackedAtAsk} was acknowledged before it`);
+    }
+  }
+
+  onReadServed(id: NodeId, readId: number, state: SimState, ackedAtAsk: Index): void {
+    if (state.index < ackedAtAsk) {
+      this.fail(id, `read ${readId} served state ${state.index}, older than acknowledged write ${ackedAtAsk}`);
+    }
+  }
+
+  /** Leader completeness (§5.4): a new leader holds every entry committed before it won. */
+  #checkLeaderCompleteness(id: NodeId, core: CoreView): void {
+    const committed = this.#committedMax;
+    const last = core.lastIndex();
+    if (last < committed) {
+      this.fail(id, `new leader in term ${core.term} ends at ${last}, before committed ${committed}`);
+    }
+    for (let index = core.snapshotIndex() + 1; index <= committed; index++) {
+      const applied = this.#appliedAt.get(index);
+      const entry = core.entry(index);
+      const own = entry === undefined ? "nothing" : entryKey(entry);
+      if (applied !== undefined && applied !== own) {
+        this.fail(id, `new leader in term ${core.term} has "${own}" at ${index}, committed was "${applied}"`);
+      }
+    }
+  }
+
+  #checkLeaderAppendOnly(id: NodeId, core: CoreView): void {
+    const term = core.term;
+    const last = core.lastIndex();
+    const tail = this.#leaderTail.get(id);
+    if (tail !== undefined && tail.term === term) {
+      if (last === tail.index) return;
+      if (last < tail.index) this.fail(id, `leader of term ${term} shrank its log from ${tail.index} to ${last}`);
+      const entry = tail.index > core.snapshotIndex() ? core.entry(tail.index) : undefined;
+      if (entry !== undefined && entryKey(entry) !== tail.key) {
+        this.fail(id, `leader of term ${term} overwrote its entry ${tail.index}`);
+      }
+    }
+    const lastEntry = last > core.snapshotIndex() ? core.entry(last) : undefined;
+    if (lastEntry === undefined) this.#leaderTail.delete(id);
+    else this.#leaderTail.set(id, { term, index: last, key: entryKey(lastEntry) });
+  }
+}

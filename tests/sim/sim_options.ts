@@ -1,0 +1,78 @@
+import { XorShiftPrng } from "../../raft/mod.ts";
+import type { NetworkFaults } from "./network.ts";
+import { deriveSeed } from "./sim_node.ts";
+
+/** Everything that shapes one simulation run. All of it follows from the seed by default. */
+export interface SimOptions {
+  seed: number;
+  /** Steps with faults; the liveness phase that follows is bounded separately. */
+  steps: number;
+  nodeCount: number;
+  electionTimeoutTicks: number;
+  heartbeatIntervalTicks: number;
+  network: NetworkFaults;
+  /** Per-step chances of each fault and operation (proposals may exceed 1: several a step). */
+  crashRatio: number;
+  pauseRatio: number;
+  partitionRatio: number;
+  membershipRatio: number;
+  transferRatio: number;
+  snapshotRatio: number;
+  proposeRatio: number;
+  readRatio: number;
+  /** Chance that a node crashes during the driver turn right after it proposed. */
+  crashAfterProposeRatio: number;
+  /** Receives one line per notable event (`--verbose`). */
+  trace?: (line: string) => void;
+  /** Also trace every delivered message (`--messages`). */
+  traceMessages?: boolean;
+}
+
+export const STEPS_DEFAULT = 2_000;
+
+function pick<T>(prng: XorShiftPrng, values: readonly T[]): T {
+  return values[prng.nextInt(0, values.length)];
+}
+
+/**
+ * Options for `seed`: node count (3, 5 or 7), timing and fault rates vary per seed so that the
+ * seeds together cover calm, lossy, partitioned and crash-heavy clusters.
+ */
+export function optionsForSeed(seed: number, overrides: Partial<SimOptions> = {}): SimOptions {
+  const prng = new XorShiftPrng(deriveSeed(seed, 0x5eed));
+  const heartbeatIntervalTicks = pick(prng, [1, 1, 2]);
+  const electionTimeoutTicks = Math.max(2 * heartbeatIntervalTicks + 1, prng.nextInt(5, 15));
+  const options: SimOptions = {
+    seed,
+    steps: STEPS_DEFAULT,
+    nodeCount: pick(prng, [3, 5, 7]),
+    electionTimeoutTicks,
+    heartbeatIntervalTicks,
+    network: {
+      dropRatio: pick(prng, [0, 0.02, 0.05, 0.1, 0.2]),
+      duplicateRatio: pick(prng, [0, 0.02, 0.05, 0.1]),
+      delayStepsMax: pick(prng, [0, 1, 2, 4, 8]),
+    },
+    crashRatio: pick(prng, [0, 0.002, 0.005, 0.01, 0.02]),
+    pauseRatio: pick(prng, [0, 0.002, 0.005, 0.01]),
+    partitionRatio: pick(prng, [0, 0.003, 0.008, 0.015]),
+    membershipRatio: pick(prng, [0, 0.003, 0.01, 0.02]),
+    transferRatio: pick(prng, [0, 0.003, 0.01]),
+    snapshotRatio: pick(prng, [0.005, 0.02, 0.05]),
+    proposeRatio: pick(prng, [0.2, 0.5, 1.5]),
+    readRatio: pick(prng, [0.05, 0.2, 0.5]),
+    crashAfterProposeRatio: pick(prng, [0, 0.005, 0.02]),
+  };
+  return { ...options, ...overrides };
+}
+
+/** One line that says what a seed exercises. */
+export function describeOptions(options: SimOptions): string {
+  const n = options.network;
+  return `seed ${options.seed}: ${options.nodeCount} nodes, ${options.steps} steps, election ` +
+    `${options.electionTimeoutTicks} ticks, heartbeat ${options.heartbeatIntervalTicks}, drop ${n.dropRatio}, ` +
+    `dup ${n.duplicateRatio}, delay ≤${n.delayStepsMax}, crash ${options.crashRatio}, pause ${options.pauseRatio}, ` +
+    `partition ${options.partitionRatio}, membership ${options.membershipRatio}, transfer ` +
+    `${options.transferRatio}, snapshot ${options.snapshotRatio}, propose ${options.proposeRatio}, read ` +
+    `${options.readRatio}, crash after propose ${options.crashAfterProposeRatio}`;
+}
