@@ -223,8 +223,11 @@ function humanOutput(invocation: ClientInvocation, response: RaftkvResponse): st
       return statusLines(body);
     case "members":
       return memberLines(body.members);
-    default:
-      return ["OK"];
+    default: {
+      // Operating calls: show what the node said beyond "ok" (a new member's id, say).
+      const { ok: _ok, ...rest } = body;
+      return [Object.keys(rest).length > 0 ? `OK ${JSON.stringify(rest)}` : "OK"];
+    }
   }
 }
 
@@ -255,7 +258,8 @@ export function memberLines(members: unknown): string[] {
   );
   const format = (values: string[]) =>
     values.map((value, i) => value.padEnd(widths[i])).join("  ").trimEnd();
-  return [format(columns.map((name) => name.toUpperCase())), ...cells.map(format)];
+  const titles = columns.map((name) => name.replace(/([a-z0-9])([A-Z])/g, "$1 $2").toUpperCase());
+  return [format(titles), ...cells.map(format)];
 }
 
 function isStructured(value: unknown): boolean {

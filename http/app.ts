@@ -4,16 +4,16 @@
  * maps errors through http/errors.ts, and records latency by route pattern.
  */
 import { AssertionError } from "node:assert/strict";
-import { type Context, Hono } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { routePath } from "hono/route";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Logger, RaftNodeApi } from "../raft/mod.ts";
 import type { KvStateMachine } from "../kv/mod.ts";
 import { clientRoutes, RAFT_INDEX_HEADER, type RouteSpec } from "./client_routes.ts";
 import { errorReply } from "./errors.ts";
-import type { ForwardDeps } from "./forward.ts";
+import { Forwarder } from "./forward.ts";
 import { KvService } from "./kv_service.ts";
-import { type Metrics, raftkvMetrics } from "./metrics.ts";
+import { type Metrics, type RaftkvMetrics, raftkvMetrics } from "./metrics.ts";
 import { opsRoutes } from "./ops_routes.ts";
 
 export const RAFT_LEADER_HEADER = "X-Raft-Leader";
@@ -54,31 +54,19 @@ function register(app: Hono, spec: RouteSpec): void {
   app.all(spec.path, (c) => methodNotAllowed(c, spec.methods));
 }
 
-export function createApp(deps: AppDeps): Hono {
-  const { node, logger } = deps;
-  const nowMs = deps.nowMs ?? (() => performance.now());
-  const exit = deps.exit ?? ((code: number) => Deno.exit(code));
-  const metrics = raftkvMetrics(deps.metrics);
-  const forward: ForwardDeps = {
-    node,
-    fetch: deps.fetch ?? ((input, init) => fetch(input, init)),
-    logger,
-    forwards: metrics.forwards,
-  };
-  const service = new KvService({
-    node,
-    stateMachine: deps.stateMachine,
-    proposals: metrics.proposals,
-  });
-  const app = new Hono();
-
-  app.use("*", async (c, next) => {
+/**
+ * Middleware for every request: names the applied index and the leader on client answers, and
+ * records the latency by route pattern (never the raw path: bounded label values).
+ */
+function observe(
+  deps: { node: RaftNodeApi; metrics: RaftkvMetrics; nowMs: () => number },
+): MiddlewareHandler {
+  const { node, nowMs } = deps;
+  return async (c, next) => {
     const startMs = nowMs();
     await next();
     const route = routePath(c);
-    const peer = route.startsWith("/raft");
-    if (!peer) {
-      // Every client answer names the applied index it reflects and the leader, when known.
+    if (!route.startsWith("/raft")) {
       const headers = c.res.headers;
       if (!headers.has(RAFT_INDEX_HEADER)) {
         headers.set(RAFT_INDEX_HEADER, String(node.appliedIndex()));
@@ -90,14 +78,51 @@ export function createApp(deps: AppDeps): Hono {
     }
     const label = route === "/*" || route === "*" ? "unmatched" : route;
     const seconds = (nowMs() - startMs) / 1000;
-    metrics.requestDuration.observe({ route: label, status: String(c.res.status) }, seconds);
-  });
+    deps.metrics.requestDuration.observe({ route: label, status: String(c.res.status) }, seconds);
+  };
+}
 
-  const routeDeps = { node, forward, requestTimeoutMs: deps.requestTimeoutMs, nowMs };
+function answerError(
+  c: Context,
+  context: { error: Error; logger: Logger; exit: (code: number) => void },
+): Response {
+  const { error, logger } = context;
+  if (error instanceof AssertionError) {
+    // An invariant of our own is broken: serving on would risk corrupt state (STYLE C2.5).
+    logger.error("invariant violated", { error: error.message, stack: error.stack });
+    context.exit(ASSERTION_EXIT_CODE);
+    return c.json({ error: "internal error" }, 500);
+  }
+  const reply = errorReply(error);
+  if (reply.unexpected) {
+    logger.error("request failed", { path: c.req.path, error: String(error), stack: error.stack });
+  }
+  return c.json(reply.body, reply.status as ContentfulStatusCode, reply.headers);
+}
+
+export function createApp(deps: AppDeps): Hono {
+  const { node, logger } = deps;
+  const nowMs = deps.nowMs ?? (() => performance.now());
+  const exit = deps.exit ?? ((code: number) => Deno.exit(code));
+  const metrics = raftkvMetrics(deps.metrics);
+  const fetcher: typeof fetch = deps.fetch ?? ((input, init) => fetch(input, init));
+  const forwarder = new Forwarder({ node, fetch: fetcher, logger, forwards: metrics.forwards });
+  const service = new KvService({
+    node,
+    stateMachine: deps.stateMachine,
+    proposals: metrics.proposals,
+  });
+  const app = new Hono();
+
+  app.use("*", observe({ node, metrics, nowMs }));
+
+  const routeDeps = { forwarder, requestTimeoutMs: deps.requestTimeoutMs, nowMs };
   for (const spec of clientRoutes({ ...routeDeps, service })) register(app, spec);
   const opsDeps = {
     ...routeDeps,
+    node,
     stateMachine: deps.stateMachine,
+    fetch: fetcher,
     registry: deps.metrics,
     metrics,
     clusterId: deps.clusterId,
@@ -109,22 +134,6 @@ export function createApp(deps: AppDeps): Hono {
     return c.json({ error: "not found", path: c.req.path.slice(0, PATH_ECHO_CHARS_MAX) }, 404);
   });
 
-  app.onError((error, c) => {
-    if (error instanceof AssertionError) {
-      // An invariant of our own is broken: serving on would risk corrupt state (STYLE C2.5).
-      logger.error("invariant violated", { error: error.message, stack: error.stack });
-      exit(ASSERTION_EXIT_CODE);
-      return c.json({ error: "internal error" }, 500);
-    }
-    const reply = errorReply(error);
-    if (reply.unexpected) {
-      logger.error("request failed", {
-        path: c.req.path,
-        error: String(error),
-        stack: error instanceof Error ? error.stack : undefined,
-      });
-    }
-    return c.json(reply.body, reply.status as ContentfulStatusCode, reply.headers);
-  });
+  app.onError((error, c) => answerError(c, { error, logger, exit }));
   return app;
 }

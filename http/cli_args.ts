@@ -16,6 +16,8 @@ export interface FlagSpec {
   /** Repeatable (values are also split on commas). */
   multiple?: boolean;
   short?: string;
+  /** The placeholder of the value in --help; default "value". */
+  value?: string;
 }
 
 /** Every flag of raftkv: parseArgs options and the --help text both come from this table. */
@@ -23,29 +25,59 @@ export const FLAGS: readonly FlagSpec[] = [
   {
     name: "port",
     type: "string",
+    value: "n",
     default: "2020",
     help: "Port to listen on (0: any)",
     mode: "serve",
   },
-  { name: "dir", type: "string", default: "./data", help: "Data directory", mode: "serve" },
-  { name: "host", type: "string", default: "127.0.0.1", help: "Listen address", mode: "serve" },
+  {
+    name: "dir",
+    type: "string",
+    value: "path",
+    default: "./data",
+    help: "Data directory",
+    mode: "serve",
+  },
+  {
+    name: "host",
+    type: "string",
+    value: "addr",
+    default: "127.0.0.1",
+    help: "Listen address",
+    mode: "serve",
+  },
   {
     name: "advertise",
     type: "string",
-    help: "URL peers and clients use to reach this node (default http://<host>:<port>)",
+    value: "url",
+    help: "URL others reach this node at (default http://<host>:<port>)",
     mode: "serve",
   },
   {
     name: "peers",
     type: "string",
+    value: "list",
     help: "Initial members, URL,URL or ID=URL,ID=URL (may include this node)",
     mode: "serve",
   },
-  { name: "join", type: "string", help: "URL of a running member to join through", mode: "serve" },
-  { name: "id", type: "string", help: "Node id (default derived from --advertise)", mode: "serve" },
+  {
+    name: "join",
+    type: "string",
+    value: "url",
+    help: "URL of a running member to join through",
+    mode: "serve",
+  },
+  {
+    name: "id",
+    type: "string",
+    value: "id",
+    help: "Node id (default derived from --advertise)",
+    mode: "serve",
+  },
   {
     name: "election-timeout-ms",
     type: "string",
+    value: "ms",
     default: "1000",
     help: "Election timeout (at least 3 heartbeats)",
     mode: "serve",
@@ -53,6 +85,7 @@ export const FLAGS: readonly FlagSpec[] = [
   {
     name: "heartbeat-ms",
     type: "string",
+    value: "ms",
     default: "100",
     help: "Heartbeat interval",
     mode: "serve",
@@ -60,6 +93,7 @@ export const FLAGS: readonly FlagSpec[] = [
   {
     name: "request-timeout-ms",
     type: "string",
+    value: "ms",
     default: "5000",
     help: "Deadline of a client request on the server",
     mode: "serve",
@@ -67,6 +101,7 @@ export const FLAGS: readonly FlagSpec[] = [
   {
     name: "snapshot-entries",
     type: "string",
+    value: "n",
     default: "10000",
     help: "Applied entries between automatic snapshots",
     mode: "serve",
@@ -74,16 +109,25 @@ export const FLAGS: readonly FlagSpec[] = [
   {
     name: "log-level",
     type: "string",
+    value: "level",
     default: "info",
     help: "debug, info, warn or error",
     mode: "serve",
   },
-  { name: "log-format", type: "string", default: "text", help: "text or json", mode: "serve" },
+  {
+    name: "log-format",
+    type: "string",
+    value: "format",
+    default: "text",
+    help: "text or json",
+    mode: "serve",
+  },
   {
     name: "server",
     type: "string",
+    value: "url",
     default: "http://127.0.0.1:2020",
-    help: "Server URL; repeat it or separate with commas to fail over",
+    help: "Node URLs to try in order, comma-separated",
     mode: "client",
     multiple: true,
   },
@@ -91,6 +135,7 @@ export const FLAGS: readonly FlagSpec[] = [
   {
     name: "consistency",
     type: "string",
+    value: "level",
     default: "linearizable",
     help: "get: linearizable or stale",
     mode: "client",
@@ -98,6 +143,7 @@ export const FLAGS: readonly FlagSpec[] = [
   {
     name: "min-index",
     type: "string",
+    value: "n",
     help: "get: serve a stale read once this index is applied",
     mode: "client",
   },
@@ -105,6 +151,7 @@ export const FLAGS: readonly FlagSpec[] = [
   {
     name: "timeout-ms",
     type: "string",
+    value: "ms",
     default: "10000",
     help: "Deadline of one HTTP attempt of the client",
     mode: "client",
@@ -224,7 +271,7 @@ export function helpText(): string {
 
 function flagSynopsis(flag: FlagSpec): string {
   const short = flag.short === undefined ? "" : `-${flag.short}, `;
-  const value = flag.type === "string" ? " <value>" : "";
+  const value = flag.type === "string" ? ` <${flag.value ?? "value"}>` : "";
   return `${short}--${flag.name}${value}`;
 }
 

@@ -3,35 +3,23 @@
  * the parameters (params.ts), call KvService on the leader (forward.ts), shape the answer.
  */
 import type { Context } from "hono";
-import type { RaftNodeApi } from "../raft/mod.ts";
 import type { Command } from "../kv/mod.ts";
-import {
-  Deadline,
-  type ForwardDeps,
-  FORWARDED_HEADER,
-  onLeader,
-  type OriginalRequest,
-  requestTimeoutMs,
-} from "./forward.ts";
+import type { Forwarder } from "./forward.ts";
 import type { KvService, WriteResult } from "./kv_service.ts";
 import {
-  BODY_BYTES_MAX,
-  bodyParams,
   checkKey,
   checkValue,
+  type ClientRequest,
   consistencyParam,
   decodePercent,
   decodeUtf8,
   expectedParam,
   keyParam,
   minIndexParam,
-  type Params,
-  queryParams,
-  readBody,
+  readClientRequest,
   requestIdParam,
   valueParam,
 } from "./params.ts";
-import { VALUE_BYTES_MAX } from "../kv/mod.ts";
 
 /** One route: its pattern, the methods it serves (others get 405), and its handler. */
 export interface RouteSpec {
@@ -44,46 +32,22 @@ export interface RouteSpec {
 
 export interface ClientRouteDeps {
   service: KvService;
-  node: RaftNodeApi;
-  forward: ForwardDeps;
+  forwarder: Forwarder;
   requestTimeoutMs: number;
   nowMs: () => number;
 }
 
 export const RAFT_INDEX_HEADER = "X-Raft-Index";
 
-/** A request read once: its parameters, its deadline, and what is needed to relay it. */
-export interface ClientRequest {
-  params: Params;
-  deadline: Deadline;
-  original: OriginalRequest;
+/** One request being served: the context, what was read from it, and the route's deps. */
+interface Call {
+  c: Context;
+  request: ClientRequest;
+  deps: ClientRouteDeps;
 }
 
-/** Reads the body once (bounded), fixes the deadline, and keeps the original for relaying. */
-export async function readClientRequest(
-  c: Context,
-  deps: Pick<ClientRouteDeps, "requestTimeoutMs" | "nowMs">,
-  options: { write: boolean; rawBody?: boolean },
-): Promise<ClientRequest & { body: Uint8Array }> {
-  const headers = c.req.raw.headers;
-  const deadline = new Deadline(deps.nowMs, requestTimeoutMs(headers, deps.requestTimeoutMs));
-  // A raw body is a value itself (PUT /kv/{key}): over the value limit it is a 413 at once.
-  const raw = options.rawBody === true;
-  const body = await readBody(c.req.raw, raw ? VALUE_BYTES_MAX : BODY_BYTES_MAX);
-  const contentType = headers.get("content-type");
-  const params = raw ? queryParams(c.req.url) : await bodyParams(c.req.url, body, contentType);
-  // Only PUT /kv/{key} uses its raw body; elsewhere on /kv it is ignored and not relayed.
-  const relayedBody = raw && c.req.method !== "PUT" ? new Uint8Array(0) : body;
-  const original: OriginalRequest = {
-    method: c.req.method,
-    url: c.req.url,
-    body: relayedBody,
-    contentType,
-    idempotencyKey: headers.get("idempotency-key"),
-    forwarded: headers.has(FORWARDED_HEADER),
-    write: options.write,
-  };
-  return { params, deadline, original, body };
+async function readCall(c: Context, deps: ClientRouteDeps, write: boolean): Promise<Call> {
+  return { c, deps, request: await readClientRequest(c, { ...deps, write }) };
 }
 
 function writeAnswer(c: Context, result: WriteResult): Response {
@@ -99,92 +63,104 @@ function writeAnswer(c: Context, result: WriteResult): Response {
   }
 }
 
-function withRequestId<T extends Command>(command: T, requestId: string | undefined): T {
+/** The command, with the request_id (or Idempotency-Key) that makes a retry safe, if any. */
+function withRequestId(call: Call, command: Command): Command {
+  const header = call.c.req.header("idempotency-key") ?? null;
+  const requestId = requestIdParam(call.request.params, header);
   return requestId === undefined ? command : { ...command, requestId };
 }
 
-/** The key of /kv/{key}: everything after "/kv/", percent-decoded strictly ("a/b" allowed). */
-function pathKey(c: Context): string {
+async function write(call: Call, command: Command): Promise<Response> {
+  const { c, request, deps } = call;
+  const withId = withRequestId(call, command);
+  return await deps.forwarder.onLeader(request, async (timeoutMs) => {
+    return writeAnswer(c, await deps.service.write(withId, { timeoutMs }));
+  });
+}
+
+async function read(call: Call, key: string): Promise<Response> {
+  const { c, request, deps } = call;
+  const consistency = consistencyParam(request.params);
+  const minIndex = minIndexParam(request.params);
+  const run = async (timeoutMs: number) => {
+    const answer = await deps.service.read(key, { consistency, minIndex, timeoutMs });
+    c.header(RAFT_INDEX_HEADER, String(answer.appliedIndex));
+    return answer.entry === undefined
+      ? c.json({ error: "key not found", key }, 404)
+      : c.json({ key, value: answer.entry.value, index: answer.entry.index });
+  };
+  // Stale reads are served from the local copy by definition: never relayed.
+  if (consistency === "stale") return await run(Math.max(1, request.deadline.remainingMs()));
+  return await deps.forwarder.onLeader(request, run);
+}
+
+async function handleSet(c: Context, deps: ClientRouteDeps): Promise<Response> {
+  const call = await readCall(c, deps, true);
+  const key = keyParam(call.request.params);
+  const value = valueParam(call.request.params);
+  return await write(call, { type: "set", key, value });
+}
+
+async function handleCas(c: Context, deps: ClientRouteDeps): Promise<Response> {
+  const call = await readCall(c, deps, true);
+  const key = keyParam(call.request.params);
+  const expected = expectedParam(call.request.params);
+  const value = valueParam(call.request.params);
+  return await write(call, { type: "cas", key, expected, value });
+}
+
+async function handleDelete(c: Context, deps: ClientRouteDeps): Promise<Response> {
+  const call = await readCall(c, deps, true);
+  return await write(call, { type: "delete", key: keyParam(call.request.params) });
+}
+
+async function handleGet(c: Context, deps: ClientRouteDeps): Promise<Response> {
+  const call = await readCall(c, deps, false);
+  return await read(call, keyParam(call.request.params));
+}
+
+/** /kv/{key}: the key is everything after "/kv/", percent-decoded strictly ("a/b" allowed). */
+async function handleKv(c: Context, deps: ClientRouteDeps): Promise<Response> {
+  const method = c.req.method;
+  const writes = method === "PUT" || method === "DELETE";
+  const request = await readClientRequest(c, { ...deps, write: writes, rawBody: true });
+  const call: Call = { c, request, deps };
   const path = new URL(c.req.url).pathname;
-  return checkKey(decodePercent(path.slice("/kv/".length), "the key in the path"));
+  const key = checkKey(decodePercent(path.slice("/kv/".length), "the key in the path"));
+  if (method === "DELETE") return await write(call, { type: "delete", key });
+  if (method === "PUT") {
+    const value = checkValue(decodeUtf8(request.body, "the body"));
+    return await write(call, { type: "set", key, value });
+  }
+  return await read(call, key);
 }
 
 export function clientRoutes(deps: ClientRouteDeps): RouteSpec[] {
-  const { service, forward } = deps;
-
-  const write = async (c: Context, request: ClientRequest, command: Command) =>
-    await onLeader(request.original, request.deadline, forward, async (timeoutMs) => {
-      return writeAnswer(c, await service.write(command, { timeoutMs }));
-    });
-
-  const read = async (c: Context, request: ClientRequest, key: string) => {
-    const consistency = consistencyParam(request.params);
-    const minIndex = minIndexParam(request.params);
-    const run = async (timeoutMs: number) => {
-      const answer = await service.read(key, { consistency, minIndex, timeoutMs });
-      c.header(RAFT_INDEX_HEADER, String(answer.appliedIndex));
-      return answer.entry === undefined
-        ? c.json({ error: "key not found", key }, 404)
-        : c.json({ key, value: answer.entry.value, index: answer.entry.index });
-    };
-    // Stale reads are served from the local copy by definition: never relayed.
-    if (consistency === "stale") return await run(Math.max(1, request.deadline.remainingMs()));
-    return await onLeader(request.original, request.deadline, forward, run);
-  };
-
-  const requestId = (c: Context, request: ClientRequest) =>
-    requestIdParam(request.params, c.req.header("idempotency-key") ?? null);
-
-  const handleSet = async (c: Context) => {
-    const request = await readClientRequest(c, deps, { write: true });
-    const key = keyParam(request.params);
-    const value = valueParam(request.params);
-    return await write(
-      c,
-      request,
-      withRequestId({ type: "set", key, value }, requestId(c, request)),
-    );
-  };
-
-  const handleCas = async (c: Context) => {
-    const request = await readClientRequest(c, deps, { write: true });
-    const key = keyParam(request.params);
-    const expected = expectedParam(request.params);
-    const value = valueParam(request.params);
-    const command = withRequestId({ type: "cas", key, expected, value }, requestId(c, request));
-    return await write(c, request, command);
-  };
-
-  const handleDelete = async (c: Context) => {
-    const request = await readClientRequest(c, deps, { write: true });
-    const key = keyParam(request.params);
-    return await write(c, request, withRequestId({ type: "delete", key }, requestId(c, request)));
-  };
-
-  const handleGet = async (c: Context) => {
-    const request = await readClientRequest(c, deps, { write: false });
-    return await read(c, request, keyParam(request.params));
-  };
-
-  const handleKv = async (c: Context) => {
-    const method = c.req.method;
-    const isWrite = method === "PUT" || method === "DELETE";
-    const request = await readClientRequest(c, deps, { write: isWrite, rawBody: true });
-    const key = pathKey(c);
-    if (method === "GET" || method === "HEAD") return await read(c, request, key);
-    const id = requestId(c, request);
-    if (method === "DELETE") {
-      return await write(c, request, withRequestId({ type: "delete", key }, id));
-    }
-    const value = checkValue(decodeUtf8(request.body, "the body"));
-    return await write(c, request, withRequestId({ type: "set", key, value }, id));
-  };
-
   return [
-    { path: "/set", methods: ["GET", "POST", "PUT"], writes: true, handler: handleSet },
-    { path: "/get", methods: ["GET", "POST"], writes: false, handler: handleGet },
-    { path: "/cas", methods: ["GET", "POST", "PUT"], writes: true, handler: handleCas },
-    { path: "/delete", methods: ["POST", "DELETE"], writes: true, handler: handleDelete },
-    { path: "/kv/:key{.+}", methods: ["GET", "PUT", "DELETE"], writes: false, handler: handleKv },
+    {
+      path: "/set",
+      methods: ["GET", "POST", "PUT"],
+      writes: true,
+      handler: (c) => handleSet(c, deps),
+    },
+    { path: "/get", methods: ["GET", "POST"], writes: false, handler: (c) => handleGet(c, deps) },
+    {
+      path: "/cas",
+      methods: ["GET", "POST", "PUT"],
+      writes: true,
+      handler: (c) => handleCas(c, deps),
+    },
+    {
+      path: "/delete",
+      methods: ["POST", "DELETE"],
+      writes: true,
+      handler: (c) => handleDelete(c, deps),
+    },
+    {
+      path: "/kv/:key{.+}",
+      methods: ["GET", "PUT", "DELETE"],
+      writes: false,
+      handler: (c) => handleKv(c, deps),
+    },
   ];
 }

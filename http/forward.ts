@@ -67,112 +67,136 @@ export function requestTimeoutMs(headers: Headers, defaultMs: number): number {
   return Math.max(1, Math.min(timeoutMs, defaultMs));
 }
 
-/**
- * Runs `local` (given the remaining time); if this node is not the leader, relays `request` to
- * the leader, waiting for one to be known if needed. Other errors propagate to the mapping.
- */
-export async function onLeader(
-  request: OriginalRequest,
-  deadline: Deadline,
-  deps: ForwardDeps,
-  local: (timeoutMs: number) => Promise<Response>,
-): Promise<Response> {
-  for (let attempt = 0; attempt < LOCAL_ATTEMPTS_MAX; attempt++) {
-    let notLeader: NotLeaderError;
-    try {
-      return await local(Math.max(1, deadline.remainingMs()));
-    } catch (error) {
-      if (!(error instanceof NotLeaderError)) throw error;
-      notLeader = error;
-    }
-    if (request.forwarded) {
-      throw noLeaderError(
-        "This node received a forwarded request but is not the leader",
-        notLeader.leaderUrl ?? null,
-      );
-    }
-    let leader = notLeader.leaderUrl !== undefined && notLeader.leaderId !== deps.node.id
-      ? { id: notLeader.leaderId, url: notLeader.leaderUrl }
-      : undefined;
-    if (leader === undefined) {
-      // Throws NoLeaderError (503) if no leader appears before the deadline.
-      leader = await deps.node.waitLeader({ timeoutMs: Math.max(1, deadline.remainingMs()) });
-      if (leader.id === deps.node.id) continue;
-    }
-    return await relay(request, leader.url, deadline, deps);
+/** A request on its way to the leader: what to relay, and until when. */
+export interface LeaderRequest {
+  original: OriginalRequest;
+  deadline: Deadline;
+}
+
+/** Runs requests on the leader: locally when this node leads, else relayed to the leader. */
+export class Forwarder {
+  #deps: ForwardDeps;
+
+  constructor(deps: ForwardDeps) {
+    this.#deps = deps;
   }
-  throw noLeaderError("Leadership kept changing until the deadline");
+
+  /**
+   * Runs `local` (given the remaining time); if this node is not the leader, relays the request
+   * to the leader, waiting for one to be known if needed. Other errors go to the mapping.
+   */
+  async onLeader(
+    request: LeaderRequest,
+    local: (timeoutMs: number) => Promise<Response>,
+  ): Promise<Response> {
+    const { node } = this.#deps;
+    const { deadline } = request;
+    for (let attempt = 0; attempt < LOCAL_ATTEMPTS_MAX; attempt++) {
+      let notLeader: NotLeaderError;
+      try {
+        return await local(Math.max(1, deadline.remainingMs()));
+      } catch (error) {
+        if (!(error instanceof NotLeaderError)) throw error;
+        notLeader = error;
+      }
+      let leader = notLeader.leaderUrl !== undefined && notLeader.leaderId !== node.id
+        ? { id: notLeader.leaderId, url: notLeader.leaderUrl }
+        : undefined;
+      if (leader === undefined) {
+        // Throws NoLeaderError (503) if no leader appears before the deadline.
+        leader = await node.waitLeader({ timeoutMs: Math.max(1, deadline.remainingMs()) });
+        if (leader.id === node.id) continue;
+      }
+      if (request.original.forwarded) {
+        throw noLeaderError(
+          "This node received a forwarded request but is not the leader",
+          leader.url,
+        );
+      }
+      return await this.#relay(request, leader.url);
+    }
+    throw noLeaderError("Leadership kept changing until the deadline");
+  }
+
+  async #relay(request: LeaderRequest, leaderUrl: string): Promise<Response> {
+    const { original } = request;
+    const url = new URL(original.url);
+    const remainingMs = request.deadline.remainingMs();
+    const signal = AbortSignal.timeout(Math.max(1, remainingMs));
+    let sent = false;
+    try {
+      const response = await this.#deps.fetch(
+        `${leaderUrl.replace(/\/+$/, "")}${url.pathname}${url.search}`,
+        { ...relayInit(original, { nodeId: this.#deps.node.id, remainingMs }), signal },
+      );
+      sent = true;
+      const body = await response.arrayBuffer();
+      const headers = new Headers();
+      for (const name of RELAYED_RESPONSE_HEADERS) {
+        const value = response.headers.get(name);
+        if (value !== null) headers.set(name, value);
+      }
+      if (!headers.has("x-raft-leader")) headers.set("x-raft-leader", leaderUrl);
+      this.#deps.forwards.inc({ result: "relayed" });
+      return new Response(body, { status: response.status, headers });
+    } catch (error) {
+      throw this.#relayFailure(original, { leaderUrl, error, sent, timedOut: signal.aborted });
+    }
+  }
+
+  #relayFailure(
+    original: OriginalRequest,
+    failure: { leaderUrl: string; error: unknown; sent: boolean; timedOut: boolean },
+  ): ApiError {
+    const { leaderUrl, error, timedOut } = failure;
+    this.#deps.forwards.inc({ result: timedOut ? "timeout" : "unreachable" });
+    this.#deps.logger.warn("cannot relay to the leader", {
+      leader: leaderUrl,
+      path: new URL(original.url).pathname,
+      error: String(error),
+    });
+    const message = `No answer from the leader "${leaderUrl}" in time`;
+    if (original.write && (failure.sent || timedOut || !failedBeforeSending(error))) {
+      return outcomeUnknownError(message);
+    }
+    if (timedOut) {
+      return new ApiError(503, "timeout", {
+        body: { outcome: "none", message, leader: leaderUrl },
+        headers: { "Retry-After": "1" },
+      });
+    }
+    return noLeaderError(`The leader "${leaderUrl}" is unreachable`, leaderUrl);
+  }
+}
+
+/** The relayed request: the original method, body and the headers that matter. */
+function relayInit(
+  original: OriginalRequest,
+  options: { nodeId: string; remainingMs: number },
+): RequestInit {
+  const { remainingMs } = options;
+  const margin = Math.min(RELAY_MARGIN_MS_MAX, remainingMs / 10);
+  const headers = new Headers({
+    [FORWARDED_HEADER]: options.nodeId,
+    [TIMEOUT_HEADER]: String(Math.max(1, Math.floor(remainingMs - margin))),
+  });
+  if (original.contentType !== null) headers.set("content-type", original.contentType);
+  if (original.idempotencyKey !== null) headers.set("idempotency-key", original.idempotencyKey);
+  // fetch cannot send a body with GET; every client route that takes GET also takes POST.
+  const hasBody = original.body.length > 0;
+  const method = hasBody && (original.method === "GET" || original.method === "HEAD")
+    ? "POST"
+    : original.method;
+  return {
+    method,
+    headers,
+    body: hasBody ? original.body as Uint8Array<ArrayBuffer> : undefined,
+    redirect: "manual",
+  };
 }
 
 /** Connection failures that happen before a byte of the request could reach the leader. */
 function failedBeforeSending(error: unknown): boolean {
   const text = error instanceof Error ? `${error.message} ${String(error.cause ?? "")}` : "";
   return /connect(?!ion)|refused|dns|lookup|resolve|unreachable|invalid url/i.test(text);
-}
-
-async function relay(
-  request: OriginalRequest,
-  leaderUrl: string,
-  deadline: Deadline,
-  deps: ForwardDeps,
-): Promise<Response> {
-  const original = new URL(request.url);
-  const target = `${leaderUrl.replace(/\/+$/, "")}${original.pathname}${original.search}`;
-  const remainingMs = deadline.remainingMs();
-  const headers = new Headers({
-    [FORWARDED_HEADER]: deps.node.id,
-    [TIMEOUT_HEADER]: String(
-      Math.max(1, remainingMs - Math.min(RELAY_MARGIN_MS_MAX, remainingMs / 10)),
-    ),
-  });
-  if (request.contentType !== null) headers.set("content-type", request.contentType);
-  if (request.idempotencyKey !== null) headers.set("idempotency-key", request.idempotencyKey);
-  // fetch cannot send a body with GET; every client route that takes GET also takes POST.
-  const hasBody = request.body.length > 0;
-  const method = hasBody && (request.method === "GET" || request.method === "HEAD")
-    ? "POST"
-    : request.method;
-  const signal = AbortSignal.timeout(Math.max(1, remainingMs));
-  let sent = false;
-  try {
-    const response = await deps.fetch(target, {
-      method,
-      headers,
-      body: hasBody ? request.body as Uint8Array<ArrayBuffer> : undefined,
-      signal,
-      redirect: "manual",
-    });
-    sent = true;
-    const body = await response.arrayBuffer();
-    const relayed = new Headers();
-    for (const name of RELAYED_RESPONSE_HEADERS) {
-      const value = response.headers.get(name);
-      if (value !== null) relayed.set(name, value);
-    }
-    if (!relayed.has("x-raft-leader")) relayed.set("x-raft-leader", leaderUrl);
-    deps.forwards.inc({ result: "relayed" });
-    return new Response(body, { status: response.status, headers: relayed });
-  } catch (error) {
-    const timedOut = signal.aborted;
-    deps.forwards.inc({ result: timedOut ? "timeout" : "unreachable" });
-    deps.logger.warn("cannot relay to the leader", {
-      leader: leaderUrl,
-      path: original.pathname,
-      error: String(error),
-    });
-    if (request.write && (sent || timedOut || !failedBeforeSending(error))) {
-      throw outcomeUnknownError(`No answer from the leader "${leaderUrl}" in time`);
-    }
-    if (timedOut) {
-      throw new ApiError(503, "timeout", {
-        body: {
-          outcome: "none",
-          message: `No answer from the leader "${leaderUrl}" in time`,
-          leader: leaderUrl,
-        },
-        headers: { "Retry-After": "1" },
-      });
-    }
-    throw noLeaderError(`The leader "${leaderUrl}" is unreachable`, leaderUrl);
-  }
 }

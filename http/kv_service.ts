@@ -107,7 +107,11 @@ export class KvService {
   async read(key: string, options: ReadOptions): Promise<ReadAnswer> {
     if (options.consistency === "linearizable") {
       // ReadIndex: resolves once this node confirmed its leadership and applied the read index.
-      await this.#node.readBarrier({ timeoutMs: options.timeoutMs });
+      const readIndex = await this.#node.readBarrier({ timeoutMs: options.timeoutMs });
+      // The contract says it is applied already; waiting is free if so and safe if not.
+      if (this.#node.appliedIndex() < readIndex) {
+        await this.#node.waitApplied(readIndex, { timeoutMs: options.timeoutMs });
+      }
     } else if (
       options.minIndex !== undefined && this.#node.appliedIndex() < options.minIndex
     ) {

@@ -6,20 +6,24 @@ import type { Context } from "hono";
 import { type Member, NotLeaderError, type RaftNodeApi, type Role } from "../raft/mod.ts";
 import type { KvStateMachine } from "../kv/mod.ts";
 import { ApiError } from "./errors.ts";
-import { type ForwardDeps, onLeader } from "./forward.ts";
+import type { Forwarder } from "./forward.ts";
 import { type Metrics, PROMETHEUS_CONTENT_TYPE, type RaftkvMetrics } from "./metrics.ts";
-import { type ClientRouteDeps, readClientRequest, type RouteSpec } from "./client_routes.ts";
-import { decodePercent, type Params, utf8ByteLength } from "./params.ts";
+import type { RouteSpec } from "./client_routes.ts";
+import { decodePercent, type Params, readClientRequest, utf8ByteLength } from "./params.ts";
 
 /** How long adding a member waits for the new node's /status. */
 export const MEMBER_PROBE_TIMEOUT_MS = 2_000;
 const MEMBER_ID_BYTES_MAX = 256;
 const ROLES: Role[] = ["follower", "preCandidate", "candidate", "leader"];
 
-export interface OpsRouteDeps extends Pick<ClientRouteDeps, "requestTimeoutMs" | "nowMs"> {
+export interface OpsRouteDeps {
   node: RaftNodeApi;
   stateMachine: KvStateMachine;
-  forward: ForwardDeps;
+  forwarder: Forwarder;
+  /** Probes a new member's /status. */
+  fetch: typeof fetch;
+  requestTimeoutMs: number;
+  nowMs: () => number;
   registry: Metrics;
   metrics: RaftkvMetrics;
   clusterId: string;
@@ -67,11 +71,21 @@ function memberId(text: string): string {
   return text;
 }
 
+function ensureMember(node: RaftNodeApi, id: string): void {
+  if (!node.status().members.some((member) => member.id === id)) {
+    throw new ApiError(404, "member not found", { body: { id } });
+  }
+}
+
 /** Asks a node for its id through its /status: how a new member is named before it joins. */
-async function probeNodeId(url: string, fetcher: typeof fetch, timeoutMs: number) {
+async function probeNodeId(
+  url: string,
+  options: { fetch: typeof fetch; timeoutMs: number },
+): Promise<string> {
   let status: unknown;
   try {
-    const response = await fetcher(`${url}/status`, { signal: AbortSignal.timeout(timeoutMs) });
+    const signal = AbortSignal.timeout(options.timeoutMs);
+    const response = await options.fetch(`${url}/status`, { signal });
     if (!response.ok) throw new Error(`status ${response.status}`);
     status = await response.json();
   } catch (error) {
@@ -110,102 +124,102 @@ function updateGauges(deps: OpsRouteDeps): void {
   }
 }
 
+function handleReady(c: Context, deps: OpsRouteDeps): Response {
+  const status = deps.node.status();
+  const ready = status.leader !== null && status.appliedIndex >= status.commitIndex;
+  const reason = status.leader === null ? "no leader known" : "applying committed entries";
+  return c.json({
+    ok: ready,
+    ...(ready ? {} : { error: "not ready", reason }),
+    leader: status.leaderUrl,
+    commitIndex: status.commitIndex,
+    appliedIndex: status.appliedIndex,
+  }, ready ? 200 : 503);
+}
+
+function handleStatus(c: Context, deps: OpsRouteDeps): Response {
+  const keys = deps.stateMachine.keyCount();
+  return c.json({ ...deps.node.status(), clusterId: deps.clusterId, keys });
+}
+
+function handleMetrics(c: Context, deps: OpsRouteDeps): Response {
+  updateGauges(deps);
+  return c.body(deps.registry.render(), 200, { "Content-Type": PROMETHEUS_CONTENT_TYPE });
+}
+
+async function handleAddMember(c: Context, deps: OpsRouteDeps): Promise<Response> {
+  const { node } = deps;
+  const request = await readClientRequest(c, { ...deps, write: true });
+  const url = memberUrl(request.params);
+  return await deps.forwarder.onLeader(request, async (timeoutMs) => {
+    ensureLeader(node);
+    const members = node.status().members;
+    const known = members.find((member) => member.url === url);
+    // Adding the same URL twice is a retry: answer as the first time did.
+    if (known !== undefined) {
+      return c.json({ ok: true, id: known.id, members: publicMembers(node) });
+    }
+    const probeMs = Math.min(MEMBER_PROBE_TIMEOUT_MS, timeoutMs);
+    const id = await probeNodeId(url, { fetch: deps.fetch, timeoutMs: probeMs });
+    if (members.some((member) => member.id === id)) {
+      throw new ApiError(409, `Member "${id}" already exists with another URL`, { body: { id } });
+    }
+    const remainingMs = Math.max(1, request.deadline.remainingMs());
+    const change = { type: "addLearner" as const, id, url };
+    const index = await node.changeMembership(change, { timeoutMs: remainingMs });
+    return c.json({ ok: true, id, index, members: publicMembers(node) });
+  });
+}
+
+async function handleRemoveMember(c: Context, deps: OpsRouteDeps): Promise<Response> {
+  const { node } = deps;
+  const request = await readClientRequest(c, { ...deps, write: true });
+  const path = new URL(c.req.url).pathname;
+  const id = memberId(decodePercent(path.slice("/cluster/members/".length), "the member id"));
+  return await deps.forwarder.onLeader(request, async (timeoutMs) => {
+    ensureLeader(node);
+    ensureMember(node, id);
+    const index = await node.changeMembership({ type: "remove", id }, { timeoutMs });
+    return c.json({ ok: true, index, members: publicMembers(node) });
+  });
+}
+
+async function handleTransfer(c: Context, deps: OpsRouteDeps): Promise<Response> {
+  const { node } = deps;
+  const request = await readClientRequest(c, { ...deps, write: true });
+  const id = memberId(stringParam(request.params, "id"));
+  return await deps.forwarder.onLeader(request, async (timeoutMs) => {
+    ensureLeader(node);
+    ensureMember(node, id);
+    if (id !== node.id) await node.transferLeadership(id, { timeoutMs });
+    return c.json({ ok: true, leader: id });
+  });
+}
+
+async function handleSnapshot(c: Context, deps: OpsRouteDeps): Promise<Response> {
+  return c.json({ ok: true, index: await deps.node.takeSnapshot() });
+}
+
 export function opsRoutes(deps: OpsRouteDeps): RouteSpec[] {
-  const { node, forward } = deps;
-
-  const handleReady = (c: Context) => {
-    const status = node.status();
-    const caughtUp = status.appliedIndex >= status.commitIndex;
-    const ready = status.leader !== null && caughtUp;
-    const reason = status.leader === null ? "no leader known" : "applying committed entries";
-    return c.json({
-      ok: ready,
-      ...(ready ? {} : { error: "not ready", reason }),
-      leader: status.leaderUrl,
-      commitIndex: status.commitIndex,
-      appliedIndex: status.appliedIndex,
-    }, ready ? 200 : 503);
-  };
-
-  const handleStatus = (c: Context) =>
-    c.json({ ...node.status(), clusterId: deps.clusterId, keys: deps.stateMachine.keyCount() });
-
-  const handleMetrics = (c: Context) => {
-    updateGauges(deps);
-    return c.body(deps.registry.render(), 200, { "Content-Type": PROMETHEUS_CONTENT_TYPE });
-  };
-
-  const handleAddMember = async (c: Context) => {
-    const request = await readClientRequest(c, deps, { write: true });
-    const url = memberUrl(request.params);
-    return await onLeader(request.original, request.deadline, forward, async (timeoutMs) => {
-      ensureLeader(node);
-      const members = node.status().members;
-      const known = members.find((member) => member.url === url);
-      // Adding the same URL twice is a retry: answer as the first time did.
-      if (known !== undefined) {
-        return c.json({ ok: true, id: known.id, members: publicMembers(node) });
-      }
-      const id = await probeNodeId(
-        url,
-        forward.fetch,
-        Math.min(MEMBER_PROBE_TIMEOUT_MS, timeoutMs),
-      );
-      if (members.some((member) => member.id === id)) {
-        throw new ApiError(409, `Member "${id}" already exists with another URL`, { body: { id } });
-      }
-      const remainingMs = Math.max(1, request.deadline.remainingMs());
-      const index = await node.changeMembership({ type: "addLearner", id, url }, {
-        timeoutMs: remainingMs,
-      });
-      return c.json({ ok: true, id, index, members: publicMembers(node) });
-    });
-  };
-
-  const handleRemoveMember = async (c: Context) => {
-    const request = await readClientRequest(c, deps, { write: true });
-    const path = new URL(c.req.url).pathname;
-    const id = memberId(decodePercent(path.slice("/cluster/members/".length), "the member id"));
-    return await onLeader(request.original, request.deadline, forward, async (timeoutMs) => {
-      ensureLeader(node);
-      if (!node.status().members.some((member) => member.id === id)) {
-        throw new ApiError(404, "member not found", { body: { id } });
-      }
-      const index = await node.changeMembership({ type: "remove", id }, { timeoutMs });
-      return c.json({ ok: true, index, members: publicMembers(node) });
-    });
-  };
-
-  const handleTransfer = async (c: Context) => {
-    const request = await readClientRequest(c, deps, { write: true });
-    const id = memberId(stringParam(request.params, "id"));
-    return await onLeader(request.original, request.deadline, forward, async (timeoutMs) => {
-      ensureLeader(node);
-      if (!node.status().members.some((member) => member.id === id)) {
-        throw new ApiError(404, "member not found", { body: { id } });
-      }
-      if (id !== node.id) await node.transferLeadership(id, { timeoutMs });
-      return c.json({ ok: true, leader: id });
-    });
-  };
-
-  const handleSnapshot = async (c: Context) => {
-    return c.json({ ok: true, index: await node.takeSnapshot() });
-  };
-
+  const get = (path: string, handler: (c: Context, deps: OpsRouteDeps) => Response) => ({
+    path,
+    methods: ["GET"],
+    writes: false,
+    handler: (c: Context) => handler(c, deps),
+  });
+  const change = (
+    path: string,
+    method: string,
+    handler: (c: Context, deps: OpsRouteDeps) => Promise<Response>,
+  ) => ({ path, methods: [method], writes: true, handler: (c: Context) => handler(c, deps) });
   return [
-    { path: "/health", methods: ["GET"], writes: false, handler: (c) => c.json({ ok: true }) },
-    { path: "/ready", methods: ["GET"], writes: false, handler: handleReady },
-    { path: "/status", methods: ["GET"], writes: false, handler: handleStatus },
-    { path: "/metrics", methods: ["GET"], writes: false, handler: handleMetrics },
-    { path: "/cluster/members", methods: ["POST"], writes: true, handler: handleAddMember },
-    {
-      path: "/cluster/members/:id{.+}",
-      methods: ["DELETE"],
-      writes: true,
-      handler: handleRemoveMember,
-    },
-    { path: "/cluster/leader", methods: ["POST"], writes: true, handler: handleTransfer },
-    { path: "/cluster/snapshot", methods: ["POST"], writes: true, handler: handleSnapshot },
+    get("/health", (c) => c.json({ ok: true })),
+    get("/ready", handleReady),
+    get("/status", handleStatus),
+    get("/metrics", handleMetrics),
+    change("/cluster/members", "POST", handleAddMember),
+    change("/cluster/members/:id{.+}", "DELETE", handleRemoveMember),
+    change("/cluster/leader", "POST", handleTransfer),
+    change("/cluster/snapshot", "POST", handleSnapshot),
   ];
 }

@@ -3,8 +3,16 @@
  * query string, a JSON body or a form body, and every value is checked here before anything
  * else sees it. Everything outside is `unknown` until these functions return.
  */
+import type { Context } from "hono";
 import { KEY_BYTES_MAX, REQUEST_ID_BYTES_MAX, VALUE_BYTES_MAX } from "../kv/mod.ts";
 import { ApiError } from "./errors.ts";
+import {
+  Deadline,
+  FORWARDED_HEADER,
+  type LeaderRequest,
+  type OriginalRequest,
+  requestTimeoutMs,
+} from "./forward.ts";
 
 /**
  * Largest JSON or form body read. A value of VALUE_BYTES_MAX bytes may grow up to six times
@@ -184,8 +192,7 @@ export function queryParams(url: string): Params {
 /** Parameters from the query string and, if there is a body, from a JSON or form body. */
 export async function bodyParams(
   url: string,
-  body: Uint8Array,
-  contentType: string | null,
+  { body, contentType }: { body: Uint8Array; contentType: string | null },
 ): Promise<Params> {
   const params = queryParams(url);
   if (body.length === 0) return params;
@@ -286,4 +293,36 @@ export function requestIdParam(params: Params, header: string | null): string | 
     throw new ApiError(400, `Parameter "request_id" is longer than ${REQUEST_ID_BYTES_MAX} bytes`);
   }
   return requestId;
+}
+
+/** A client request read once: its parameters, its body, its deadline, and its original. */
+export interface ClientRequest extends LeaderRequest {
+  params: Params;
+  body: Uint8Array;
+}
+
+/** Reads the body once (bounded), fixes the deadline, and keeps the original for relaying. */
+export async function readClientRequest(
+  c: Context,
+  options: { write: boolean; rawBody?: boolean; requestTimeoutMs: number; nowMs: () => number },
+): Promise<ClientRequest> {
+  const headers = c.req.raw.headers;
+  const timeoutMs = requestTimeoutMs(headers, options.requestTimeoutMs);
+  const deadline = new Deadline(options.nowMs, timeoutMs);
+  // A raw body is a value itself (PUT /kv/{key}): over the value limit it is a 413 at once.
+  const raw = options.rawBody === true;
+  const body = await readBody(c.req.raw, raw ? VALUE_BYTES_MAX : BODY_BYTES_MAX);
+  const contentType = headers.get("content-type");
+  const params = raw ? queryParams(c.req.url) : await bodyParams(c.req.url, { body, contentType });
+  const original: OriginalRequest = {
+    method: c.req.method,
+    url: c.req.url,
+    // Only PUT /kv/{key} uses its raw body; elsewhere on /kv it is ignored and not relayed.
+    body: raw && c.req.method !== "PUT" ? new Uint8Array(0) : body,
+    contentType,
+    idempotencyKey: headers.get("idempotency-key"),
+    forwarded: headers.has(FORWARDED_HEADER),
+    write: options.write,
+  };
+  return { params, body, deadline, original };
 }

@@ -6,7 +6,7 @@
  */
 import { AssertionError } from "node:assert/strict";
 import type { Logger, Message, NodeId, Transport } from "../raft/mod.ts";
-import { encodeMessages, estimateMessageBytes } from "../raft/wire.ts";
+import { encodeMessages, estimateMessageBytes } from "../raft/mod.ts";
 
 /** Messages waiting for one peer; more drops the oldest. */
 export const PEER_QUEUE_MESSAGES_MAX = 4_096;
@@ -113,7 +113,7 @@ export class PeerTransport implements Transport {
       this.#requestTimeoutMs,
     );
     this.#onUnreachable = options.onUnreachable;
-    this.#fetch = options.fetch ?? fetch;
+    this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
   }
 
   setPeers(peers: ReadonlyMap<NodeId, string>): void {
@@ -275,7 +275,8 @@ export class PeerTransport implements Transport {
     const headers = {
       "Content-Type": "application/msgpack",
       "X-Raft-Cluster": this.#clusterId,
-      "X-Raft-From": this.#selfId,
+      // For the peer's logs only; encoded since a header value must be Latin-1.
+      "X-Raft-From": encodeURIComponent(this.#selfId),
     };
     for (let attempt = 1;; attempt++) {
       const signal = AbortSignal.any([this.#closing.signal, AbortSignal.timeout(timeoutMs)]);

@@ -6,7 +6,7 @@
 import { AssertionError } from "node:assert/strict";
 import { type Context, Hono } from "hono";
 import type { Logger, Message, NodeId, RaftNodeApi } from "../raft/mod.ts";
-import { parseMessages } from "../raft/wire.ts";
+import { parseMessages } from "../raft/mod.ts";
 
 /** Body of POST /raft/messages: twice what PeerTransport puts in one batch. */
 export const RAFT_MESSAGES_BYTES_MAX = 8 * 1024 * 1024;

@@ -106,7 +106,13 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     const clusterId = await prepareDir(store, { id, advertise, peers, join: options.join, logger });
     const ticks = ticksFor(options);
     const stateMachine = new KvStateMachine();
-    const transport = new PeerTransport({ selfId: id, clusterId, logger });
+    let reportUnreachable: (peer: NodeId) => void = () => {};
+    const transport = new PeerTransport({
+      selfId: id,
+      clusterId,
+      logger,
+      onUnreachable: (peer) => reportUnreachable(peer),
+    });
     let fatal: (error: Error) => void = () => {};
     const node = await RaftNode.start({
       config: validateRaftConfig({
@@ -125,6 +131,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       snapshotBytes: options.snapshotBytes ?? SNAPSHOT_BYTES_DEFAULT,
       onFatal: (error) => fatal(error),
     });
+    reportUnreachable = (peer) => node.reportUnreachable(peer);
     const app = createApp({
       node,
       stateMachine,

@@ -36,6 +36,7 @@ export interface LogHead {
 }
 
 const META_FORMAT = 1;
+const encoder = new TextEncoder();
 
 export const META_KEY: Deno.KvKey = ["meta", "raft"];
 export const LOG_PREFIX: Deno.KvKey = ["log"];
@@ -57,7 +58,7 @@ export function keyBytes(key: Deno.KvKey): number {
   let bytes = 0;
   for (const part of key) {
     if (typeof part === "number") bytes += 9;
-    else if (typeof part === "string") bytes += 2 + 2 * new TextEncoder().encode(part).length;
+    else if (typeof part === "string") bytes += 2 + 2 * encoder.encode(part).length;
     else throw new TypeError(`Unsupported key part in raftkv storage: ${typeof part}`);
   }
   return bytes;

@@ -218,8 +218,16 @@ export class DenoKvStorage implements RaftStorage {
       assert(first <= meta.lastIndex + 1, `append at index ${first}: gap after ${meta.lastIndex}`);
       entries.forEach((entry, i) => assert(entry.index === first + i, "entries are contiguous"));
     }
+    if (hardState !== undefined) {
+      const { term, vote, commit } = hardState;
+      assert(isIndex(term) && isIndex(commit), "hard state term and commit are indexes");
+      assert(vote === null || typeof vote === "string", "hard state vote is a node id or null");
+      assert(term >= meta.hardState.term, `term goes back from ${meta.hardState.term} to ${term}`);
+    }
     const next: Meta = {
-      hardState: hardState === undefined ? meta.hardState : { ...hardState },
+      hardState: hardState === undefined
+        ? meta.hardState
+        : { term: hardState.term, vote: hardState.vote, commit: hardState.commit },
       lastIndex: entries.at(-1)?.index ?? meta.lastIndex,
       snapshot: meta.snapshot,
     };
@@ -300,7 +308,7 @@ export class DenoKvStorage implements RaftStorage {
       id,
       index,
       term,
-      confState,
+      confState: { members: confState.members.map(({ id, url, voter }) => ({ id, url, voter })) },
       byteLength: snapshot.data.length,
       chunkCount: chunks.length,
       hash: fnv1a(snapshot.data),
@@ -408,12 +416,15 @@ export class DenoKvStorage implements RaftStorage {
   }
 }
 
+/** More chunks than one entry can take within one commit: the key is not ours. */
+const LOG_CHUNKS_MAX = Math.ceil(DENO_KV_COMMIT_BYTES_MAX / CHUNK_BYTES);
+
 /** [index, chunk] of a log key; throws StorageError for a key raftkv does not write. */
 function parseLogKey(key: Deno.KvKey): [number, number] {
   const index = key[1];
   const chunk = key.length === 2 ? 0 : key[2];
   if (
-    key.length > 3 || !isIndex(index) || index === 0 || !isIndex(chunk) ||
+    key.length > 3 || !isIndex(index) || index === 0 || !isIndex(chunk) || chunk > LOG_CHUNKS_MAX ||
     (key.length === 3 && chunk === 0)
   ) {
     throw new StorageError(

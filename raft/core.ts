@@ -227,6 +227,13 @@ export class RaftCore {
     this.#log.compact(index);
   }
 
+  /** The transport could not deliver to `id`: stop pipelining to it and probe instead. */
+  reportUnreachable(id: NodeId): void {
+    this.#assertNoReadyOutstanding();
+    const pr = this.#progress.get(id);
+    if (this.#role === "leader" && pr?.state === "replicate") pr.becomeProbe();
+  }
+
   step(message: Message): void {
     this.#assertNoReadyOutstanding();
     if (message.to !== this.id) return;
@@ -672,7 +679,9 @@ export class RaftCore {
     if (pr === undefined) return;
     pr.recentActive = true;
     pr.lastContactTick = this.#ticks;
+    // An answer shows the follower is back: resend what may have been lost on the way.
     if (pr.state === "probe") pr.probeSent = false;
+    else if (pr.state === "replicate" && pr.isPaused()) pr.becomeProbe();
     if (pr.match < this.#log.lastIndex()) this.#peersToSend.add(message.from);
     this.#reads.ack(message.from, message.readRound);
     this.#readStates.push(...this.#reads.takeConfirmed(this.#membership.voters(), this.id));

@@ -15,3 +15,4 @@ export * from "./errors.ts";
 export type { MemberStatus, NodeCounters, NodeStatus, ProposeResult, RaftNodeApi, RaftNodeOptions } from "./node.ts";
 export { RaftNode } from "./node.ts";
 export { bootstrapState, RaftCore } from "./core.ts";
+export { encodeMessage, encodeMessages, estimateMessageBytes, parseMessage, parseMessages } from "./wire.ts";

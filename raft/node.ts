@@ -17,7 +17,7 @@ import { AppliedWaiters, deferred, expireMap, type Waiter } from "./node_driver.
 import type { StateMachine } from "./state_machine.ts";
 import type { RaftStorage } from "./storage.ts";
 import type { Transport } from "./transport.ts";
-import type { ConfChange, Index, Member, Message, NodeId, Ready, Role, Term } from "./types.ts";
+import type { ConfChange, Entry, Index, Member, Message, NodeId, Ready, Role, Term } from "./types.ts";
 
 export interface MemberStatus extends Member {
   /** Leader only: highest index known to be replicated on this member. */
@@ -242,6 +242,11 @@ export class RaftNode implements RaftNodeApi {
     this.#input(() => this.#core.step(message));
   }
 
+  /** The transport gave up on a peer for now. */
+  reportUnreachable(id: NodeId): void {
+    if (!this.#stopping) this.#input(() => this.#core.reportUnreachable(id));
+  }
+
   status(): NodeStatus {
     const core = this.#core;
     const leader = this.leader();
@@ -364,14 +369,24 @@ export class RaftNode implements RaftNodeApi {
       this.#logger.info("snapshot installed", { id: this.id, index: ready.snapshot.metadata.index });
     }
     this.#send(ready.earlyMessages);
+    let persisting: Promise<void> | undefined;
+    const startMs = this.#options.clock.now();
     if (ready.entries.length > 0 || ready.hardState !== undefined) {
-      const startMs = this.#options.clock.now();
-      await storage.append(ready.entries, ready.hardState);
+      persisting = storage.append(ready.entries, ready.hardState);
+    }
+    // Committed entries that were durable here before this Ready need not wait for its write
+    // (committed means durable on a majority): apply them, and answer clients, meanwhile.
+    const firstNewIndex = ready.entries[0]?.index ?? Infinity;
+    const applyNow = ready.committedEntries.filter((entry) => entry.index < firstNewIndex);
+    const applyLater = ready.committedEntries.slice(applyNow.length);
+    let membershipChanged = this.#apply(applyNow);
+    if (persisting !== undefined) {
+      await persisting;
       this.counters.persistCount++;
       this.counters.persistMsTotal += this.#options.clock.now() - startMs;
     }
     transport.send(ready.messages);
-    const membershipChanged = this.#apply(ready);
+    membershipChanged = this.#apply(applyLater) || membershipChanged;
     this.#core.advance(ready);
     if (ready.snapshot !== undefined || membershipChanged) this.#updatePeers();
     this.#onSoftState(ready);
@@ -385,9 +400,9 @@ export class RaftNode implements RaftNodeApi {
   }
 
   /** Applies committed entries and answers their proposers; true if membership changed. */
-  #apply(ready: Ready): boolean {
+  #apply(entries: Entry[]): boolean {
     let membershipChanged = false;
-    for (const entry of ready.committedEntries) {
+    for (const entry of entries) {
       let result: unknown = undefined;
       if (entry.type === "command") {
         result = this.#options.stateMachine.apply(entry.index, entry.data);

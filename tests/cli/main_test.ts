@@ -147,7 +147,7 @@ Deno.test("raftkv status and members print aligned tables", async () => {
     ]);
     const members = await run(["members", "--server", node.url]);
     assert.deepEqual(members.stdout, [
-      "ID  URL                    VOTER  MATCHINDEX",
+      "ID  URL                    VOTER  MATCH INDEX",
       "n1  http://127.0.0.1:2020  true   5",
       "n2  http://127.0.0.1:2021  false  -",
     ]);
@@ -212,4 +212,52 @@ Deno.test("main.ts get exits 3 when nothing listens on --server", async () => {
   assert.equal(code, 3);
   assert.equal(stderr.trimEnd().split("\n").length, 1, stderr);
   assert.match(stderr, /^error: Cannot reach any raftkv server: http:\/\/127\.0\.0\.1:1 /);
+});
+
+Deno.test("main.ts on a port in use exits 1 with one clear line", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const dir = await Deno.makeTempDir();
+  try {
+    const port = (listener.addr as Deno.NetAddr).port;
+    const { code, stderr } = await runProcess(["--port", `${port}`, "--dir", `${dir}/data`]);
+    assert.equal(code, 1);
+    assert.match(
+      stderr,
+      new RegExp(`^error: Cannot listen on 127\\.0\\.0\\.1:${port}: address in use$`, "m"),
+    );
+    assert(!/^\s+at /m.test(stderr), "no stack trace");
+  } finally {
+    listener.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main.ts serves, says where, and exits 0 after SIGTERM", async () => {
+  const dir = await Deno.makeTempDir();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--no-check", MAIN, "--port", "0", "--dir", `${dir}/data`],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  try {
+    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    let stderr = "";
+    while (!/serving on http:\/\/127\.0\.0\.1:\d+\n/.test(stderr)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      stderr += value;
+    }
+    assert.match(stderr, /^raftkv \S+ serving on http:\/\/127\.0\.0\.1:[1-9]\d*$/m);
+    child.kill("SIGTERM");
+    while (!(await reader.read()).done) { /* drain */ }
+    assert.equal((await child.status).code, 0);
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await child.status;
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -1,5 +1,6 @@
 /** Forwarding (http/forward.ts): a follower relays the original request to the leader. */
 import assert from "node:assert/strict";
+import { requestTimeoutMs } from "../../http/forward.ts";
 import { capturingFetch, hangUntilAborted, LEADER, SELF_URL, send, testApp } from "./fake_node.ts";
 
 const decoder = new TextDecoder();
@@ -187,4 +188,33 @@ Deno.test("the relayed answer names the leader even when the leader's answer doe
   const answer = await send(app, "/set?key=k&value=v");
   assert.equal(answer.headers.get("X-Raft-Leader"), LEADER.url);
   assert.notEqual(answer.headers.get("X-Raft-Leader"), SELF_URL);
+});
+
+Deno.test("a forwarded request at a node that becomes leader while waiting is served there", async () => {
+  const leader = capturingFetch(leaderAnswer(200, { ok: true, index: 1 }));
+  const { app, node } = testApp({ fetch: leader.fetch });
+  node.leadership = null;
+  node.leaderAfterWait = "self";
+  const answer = await send(app, "/set?key=k&value=v", { headers: { "X-Raft-Forwarded": "n3" } });
+  assert.deepEqual(answer.body, { ok: true, index: 1 });
+  assert.equal(leader.calls.length, 0);
+  node.leadership = null;
+  node.leaderAfterWait = LEADER;
+  const elsewhere = await send(app, "/set?key=k&value=v", {
+    headers: { "X-Raft-Forwarded": "n3" },
+  });
+  assert.equal(elsewhere.status, 503, "never relayed twice");
+  assert.equal(elsewhere.body.leader, LEADER.url);
+  assert.equal(leader.calls.length, 0);
+});
+
+Deno.test("requestTimeoutMs() takes a relayed timeout only from a forwarded request, clamped", () => {
+  const relayed = (value: string, forwarded = true) =>
+    new Headers({ "X-Raft-Timeout-Ms": value, ...(forwarded ? { "X-Raft-Forwarded": "n2" } : {}) });
+  assert.equal(requestTimeoutMs(relayed("150"), 2_000), 150);
+  assert.equal(requestTimeoutMs(relayed("150", false), 2_000), 2_000);
+  assert.equal(requestTimeoutMs(relayed("999999"), 2_000), 2_000);
+  assert.equal(requestTimeoutMs(relayed("0"), 2_000), 1);
+  assert.equal(requestTimeoutMs(relayed("-5"), 2_000), 2_000);
+  assert.equal(requestTimeoutMs(relayed("1e3"), 2_000), 2_000);
 });

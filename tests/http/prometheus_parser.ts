@@ -56,7 +56,7 @@ export function parseLabels(text: string): Record<string, string> {
       else if (escaped === "n") value += "\n";
       else throw new SyntaxError(`Invalid escape "\\${escaped}" in label "${name}"`);
     }
-    if (j >= text.length - 1 && text[j] !== '"') throw new SyntaxError(`Unterminated ${text}`);
+    if (text[j] !== '"') throw new SyntaxError(`Unterminated label value in ${text}`);
     labels[name] = value;
     i = j + 1;
     if (text[i] === ",") i++;
@@ -73,8 +73,10 @@ function familyOf(sampleName: string, family: MetricFamily | undefined): boolean
 }
 
 function seriesKey(labels: Record<string, string>, without: string | undefined): string {
-  return JSON.stringify(Object.keys(labels).filter((name) => name !== without).sort()
-    .map((name) => [name, labels[name]]));
+  return JSON.stringify(
+    Object.keys(labels).filter((name) => name !== without).sort()
+      .map((name) => [name, labels[name]]),
+  );
 }
 
 function checkHistogram(family: MetricFamily): void {

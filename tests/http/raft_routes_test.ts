@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { AssertionError } from "node:assert/strict";
 import { Hono } from "hono";
 import { createRaftRoutes, RAFT_MESSAGES_BYTES_MAX } from "../../http/raft_routes.ts";
+import { XorShiftPrng } from "../../raft/clock.ts";
 import { noopLogger } from "../../raft/logger.ts";
 import type { Message } from "../../raft/types.ts";
 import { encodeMessages } from "../../raft/wire.ts";
@@ -180,4 +181,21 @@ Deno.test("POST /raft/messages answers 503 JSON when the node refuses, but rethr
   });
   await post(buggy.app, "/raft/messages", encodeMessages([heartbeat]));
   assert(caught instanceof AssertionError);
+});
+
+const seed = Number(Deno.env.get("RAFTKV_SEED") ?? 1);
+
+Deno.test(`POST /raft/messages answers mutated bodies with 204 or 400 only (seed ${seed})`, async () => {
+  const { app } = setup();
+  const prng = new XorShiftPrng(seed);
+  const valid = encodeMessages([heartbeat, snapshot, { ...heartbeat, commit: 7 }]);
+  for (let round = 0; round < 500; round++) {
+    const bytes = valid.slice();
+    for (let m = prng.nextInt(1, 4); m > 0; m--) {
+      bytes[prng.nextInt(0, bytes.length)] = prng.nextInt(0, 256);
+    }
+    const response = await post(app, "/raft/messages", bytes);
+    assert([204, 400].includes(response.status), `status ${response.status} in round ${round}`);
+    await response.body?.cancel();
+  }
 });

@@ -8,9 +8,10 @@ import { openNodeStore } from "../../kv/mod.ts";
 const [mode, dir] = Deno.args;
 const print = (line: string) => Deno.stdout.writeSync(new TextEncoder().encode(line + "\n"));
 if (mode === "hold") {
-  await openNodeStore(dir);
+  const store = await openNodeStore(dir);
   print("locked");
-  await new Promise(() => {}); // until killed
+  // A pending timer keeps the process alive (an unresolved promise alone would let it exit).
+  setInterval(() => void store, 60_000);
 } else {
   try {
     const store = await openNodeStore(dir);

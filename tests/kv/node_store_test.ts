@@ -104,7 +104,7 @@ Deno.test("the dir lock is free again once its holder is killed with SIGKILL", a
       });
     } finally {
       holder.kill("SIGKILL");
-      await holder.status;
+      assert.equal((await holder.status).signal, "SIGKILL", "the holder was alive until killed");
       await lines.drain();
       await holder.stderr.cancel();
     }

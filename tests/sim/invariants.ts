@@ -31,13 +31,18 @@ export interface CoreView {
 const decoder = new TextDecoder();
 const entryKeys = new WeakMap<Entry, string>();
 
+/** Identity of a command: its unique prefix (the simulator's proposals start with one) and size. */
+export function commandKey(term: Term, data: Uint8Array): string {
+  return `${term}:c:${decoder.decode(data.subarray(0, 32))}#${data.length}`;
+}
+
 /** Identity of an entry (term, kind, payload) for comparing logs of different nodes. */
 export function entryKey(entry: Entry): string {
   let key = entryKeys.get(entry);
   if (key !== undefined) return key;
   switch (entry.type) {
     case "command":
-      key = `${entry.term}:c:${decoder.decode(entry.data)}`;
+      key = commandKey(entry.term, entry.data);
       break;
     case "noop":
       key = `${entry.term}:n`;
@@ -89,6 +94,7 @@ export class SafetyChecker {
   /** Last entry of each node's log while it leads: a leader only appends (Figure 3). */
   #leaderTail = new Map<NodeId, { term: Term; index: Index; key: string }>();
   #ackedMax: Index = 0;
+  readsServed = 0;
 
   constructor(seed: number) {
     this.seed = seed;
@@ -169,7 +175,9 @@ export class SafetyChecker {
     if (message.term > persisted.term) {
       this.fail(id, `sent ${message.type} in term ${message.term} before persisting it (stored ${persisted.term})`);
     }
-    if (message.type === "voteResponse" && message.granted && persisted.vote !== message.to) {
+    // A persisted later term covers a vote of an earlier one: it can never be cast again.
+    const voteStored = persisted.term > message.term || persisted.vote === message.to;
+    if (message.type === "voteResponse" && message.granted && !voteStored) {
       this.fail(id, `granted a vote to "${message.to}" in term ${message.term} before persisting it`);
     }
   }
@@ -308,6 +316,7 @@ export class SafetyChecker {
   }
 
   onReadServed(id: NodeId, readId: number, state: SimState, ackedAtAsk: Index): void {
+    this.readsServed += 1;
     if (state.index < ackedAtAsk) {
       this.fail(id, `read ${readId} served state ${state.index}, older than acknowledged write ${ackedAtAsk}`);
     }

@@ -11,7 +11,7 @@ import {
   validateRaftConfig,
   XorShiftPrng,
 } from "../../raft/mod.ts";
-import type { SafetyChecker } from "./invariants.ts";
+import { commandKey, type SafetyChecker } from "./invariants.ts";
 import { SimStateMachine } from "./sim_state_machine.ts";
 
 /** What a node needs from the simulation around it. */
@@ -200,7 +200,7 @@ export class SimNode {
     if (expected !== undefined) {
       this.proposals.delete(entry.index);
       // The client hears "ok" only when its own entry is applied where it proposed.
-      if (entry.type === "command" && expected === `${entry.term}:c:${decoder.decode(entry.data)}`) {
+      if (entry.type === "command" && expected === commandKey(entry.term, entry.data)) {
         env.checker.onAck(entry.index);
       }
     }
@@ -225,5 +225,3 @@ export class SimNode {
     }
   }
 }
-
-const decoder = new TextDecoder();

@@ -20,6 +20,8 @@ export interface SimOptions {
   snapshotRatio: number;
   proposeRatio: number;
   readRatio: number;
+  /** Share of proposals padded to 8..120 KiB. */
+  largeRatio: number;
   /** Chance that a node crashes during the driver turn right after it proposed. */
   crashAfterProposeRatio: number;
   /** Receives one line per notable event (`--verbose`). */
@@ -62,6 +64,7 @@ export function optionsForSeed(seed: number, overrides: Partial<SimOptions> = {}
     proposeRatio: pick(prng, [0.2, 0.5, 1.5]),
     readRatio: pick(prng, [0.05, 0.2, 0.5]),
     crashAfterProposeRatio: pick(prng, [0, 0.005, 0.02]),
+    largeRatio: pick(prng, [0, 0.01, 0.05, 0.2]),
   };
   return { ...options, ...overrides };
 }
@@ -74,5 +77,5 @@ export function describeOptions(options: SimOptions): string {
     `dup ${n.duplicateRatio}, delay ≤${n.delayStepsMax}, crash ${options.crashRatio}, pause ${options.pauseRatio}, ` +
     `partition ${options.partitionRatio}, membership ${options.membershipRatio}, transfer ` +
     `${options.transferRatio}, snapshot ${options.snapshotRatio}, propose ${options.proposeRatio}, read ` +
-    `${options.readRatio}, crash after propose ${options.crashAfterProposeRatio}`;
+    `${options.readRatio}, crash after propose ${options.crashAfterProposeRatio}, large ${options.largeRatio}`;
 }

@@ -9,7 +9,7 @@ import {
   ProposalDroppedError,
   XorShiftPrng,
 } from "../../raft/mod.ts";
-import { SafetyChecker, SafetyViolation } from "./invariants.ts";
+import { commandKey, SafetyChecker, SafetyViolation } from "./invariants.ts";
 import { describeMessage, SimNetwork } from "./network.ts";
 import { type CoreSettings, deriveSeed, type NodeEnv, PHASES, SimNode } from "./sim_node.ts";
 import type { SimOptions } from "./sim_options.ts";
@@ -28,6 +28,7 @@ export interface SimStats {
   acknowledged: Index;
   proposals: number;
   readsAsked: number;
+  readsServed: number;
   crashes: number;
   pauses: number;
   partitions: number;
@@ -66,6 +67,7 @@ export class Simulation {
     acknowledged: 0,
     proposals: 0,
     readsAsked: 0,
+    readsServed: 0,
     crashes: 0,
     pauses: 0,
     partitions: 0,
@@ -140,6 +142,7 @@ export class Simulation {
       );
     }
     this.stats.leaderTerms = this.checker.leaderTerms;
+    this.stats.readsServed = this.checker.readsServed;
     this.stats.committed = this.checker.committedMax;
     this.stats.acknowledged = this.checker.ackedMax;
     this.stats.messagesSent = this.network.sentCount;
@@ -281,15 +284,22 @@ export class Simulation {
     const core = node.core!;
     this.stats.proposals += 1;
     const text = `s${this.options.seed}p${this.stats.proposals}`;
+    let data = encoder.encode(text);
+    if (this.#prng.next() < this.options.largeRatio) {
+      // Large entries make appends and Readies split into partial batches.
+      const padded = new Uint8Array(this.#prng.nextInt(8 * 1024, 120 * 1024)).fill(46);
+      padded.set(data);
+      data = padded;
+    }
     let index: Index;
     this.#current = node.id;
     try {
-      index = core.propose(encoder.encode(text));
+      index = core.propose(data);
     } catch (error) {
       if (isRefusal(error)) return undefined;
       throw error;
     }
-    node.proposals.set(index, `${core.term}:c:${text}`);
+    node.proposals.set(index, commandKey(core.term, data));
     node.observe(this.#env);
     this.#trace(`${node.id} proposes ${text} at ${index} in term ${core.term}`);
     if (this.#prng.next() < this.options.crashAfterProposeRatio) {

@@ -1,0 +1,273 @@
+/**
+ * Real raftkv processes for end-to-end tests: free loopback ports, temporary dirs, and cleanup
+ * that always runs (SIGKILL on whatever is left).
+ */
+import { RaftkvClient } from "../../http/mod.ts";
+
+const MAIN_TS = new URL("../../main.ts", import.meta.url).pathname;
+const decoder = new TextDecoder();
+
+/** A port that was free a moment ago (bind port 0, read it, close). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `check` until it returns a value other than undefined, or throws at the deadline. */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined> | T | undefined,
+  options: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<T> {
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    await sleep(options.intervalMs ?? 50);
+  }
+  throw new Error(`Timed out waiting for ${what}${lastError ? `: ${lastError}` : ""}`);
+}
+
+export interface NodeSpec {
+  port: number;
+  dir: string;
+  /** Extra flags, e.g. ["--peers", "..."] or ["--join", url]. */
+  args: string[];
+}
+
+/** One raftkv process. Its output is kept for the test's failure messages. */
+export class NodeProcess {
+  readonly spec: NodeSpec;
+  readonly url: string;
+  #child: Deno.ChildProcess | undefined;
+  #output = "";
+  #exit: Promise<Deno.CommandStatus> | undefined;
+
+  constructor(spec: NodeSpec) {
+    this.spec = spec;
+    this.url = `http://127.0.0.1:${spec.port}`;
+  }
+
+  get running(): boolean {
+    return this.#child !== undefined;
+  }
+
+  get output(): string {
+    return this.#output;
+  }
+
+  start(command: string[] = [Deno.execPath(), "run", "-A", MAIN_TS]): void {
+    if (this.#child !== undefined) throw new Error(`node ${this.url} is already running`);
+    const [program, ...rest] = command;
+    this.#child = new Deno.Command(program, {
+      args: [
+        ...rest,
+        "--port",
+        String(this.spec.port),
+        "--dir",
+        this.spec.dir,
+        "--election-timeout-ms",
+        "1000",
+        ...this.spec.args,
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#collect(this.#child.stdout);
+    this.#collect(this.#child.stderr);
+    this.#exit = this.#child.status;
+  }
+
+  async #collect(stream: ReadableStream<Uint8Array>): Promise<void> {
+    try {
+      for await (const chunk of stream) {
+        this.#output += decoder.decode(chunk);
+        if (this.#output.length > 1_000_000) this.#output = this.#output.slice(-500_000);
+      }
+    } catch {
+      // the process is gone
+    }
+  }
+
+  /** Sends a signal and waits for the exit; returns the exit code. */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<number> {
+    const child = this.#child;
+    if (child === undefined) return 0;
+    try {
+      child.kill(signal);
+    } catch {
+      // already exited
+    }
+    const status = await this.#exit!;
+    this.#child = undefined;
+    return status.code;
+  }
+
+  kill(): Promise<number> {
+    return this.stop("SIGKILL");
+  }
+
+  /** Waits for the process to exit by itself; returns the exit code. */
+  async exited(): Promise<number> {
+    const status = await this.#exit!;
+    this.#child = undefined;
+    return status.code;
+  }
+
+  client(timeoutMs = 10_000): RaftkvClient {
+    return new RaftkvClient({ servers: [this.url], timeoutMs });
+  }
+
+  async status(): Promise<Record<string, unknown>> {
+    const response = await fetch(`${this.url}/status`, { signal: AbortSignal.timeout(2_000) });
+    return await response.json();
+  }
+}
+
+/** A cluster of raftkv processes on free loopback ports, in one temporary directory. */
+export class Cluster {
+  readonly nodes: NodeProcess[];
+  readonly root: string;
+
+  private constructor(root: string, nodes: NodeProcess[]) {
+    this.root = root;
+    this.nodes = nodes;
+  }
+
+  /** Starts `size` nodes with the same --peers list and waits for a leader. */
+  static async start(size: number, options: { extraArgs?: string[] } = {}): Promise<Cluster> {
+    const root = await Deno.makeTempDir({ prefix: "raftkv-e2e-" });
+    const ports = Array.from({ length: size }, () => freePort());
+    const peers = ports.map((port) => `http://127.0.0.1:${port}`).join(",");
+    const nodes = ports.map((port, i) =>
+      new NodeProcess({
+        port,
+        dir: `${root}/node${i + 1}`,
+        args: ["--peers", peers, ...(options.extraArgs ?? [])],
+      })
+    );
+    const cluster = new Cluster(root, nodes);
+    try {
+      for (const node of nodes) node.start();
+      await cluster.leader();
+    } catch (error) {
+      await cluster.destroy();
+      throw error;
+    }
+    return cluster;
+  }
+
+  /** The node that every running node agrees leads, once there is one. */
+  leader(timeoutMs = 30_000): Promise<NodeProcess> {
+    return waitFor("a leader", async () => {
+      for (const node of this.nodes.filter((n) => n.running)) {
+        const status = await node.status().catch(() => undefined);
+        if (status?.role === "leader") return node;
+      }
+      return undefined;
+    }, { timeoutMs });
+  }
+
+  followers(leader: NodeProcess): NodeProcess[] {
+    return this.nodes.filter((node) => node !== leader && node.running);
+  }
+
+  /** A client that knows every node. */
+  client(timeoutMs = 10_000): RaftkvClient {
+    return new RaftkvClient({ servers: this.nodes.map((node) => node.url), timeoutMs });
+  }
+
+  /** Kills every process and removes the directory. Safe to call twice. */
+  async destroy(): Promise<void> {
+    await Promise.all(this.nodes.map((node) => node.kill()));
+    await Deno.remove(this.root, { recursive: true }).catch(() => {});
+  }
+
+  /** Every node's output, for a failing test's message. */
+  logs(): string {
+    return this.nodes.map((node, i) =>
+      `--- node${i + 1} (${node.url})\n${node.output.slice(-4000)}`
+    ).join("\n");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Additions for the API, crash, identity, idempotency and bad-input tests.
+
+/** An HTTP answer read to the end: status, headers, raw text and the JSON body if it is one. */
+export interface HttpAnswer {
+  status: number;
+  headers: Headers;
+  text: string;
+  /** The body parsed as a JSON object, or undefined when it is not one. */
+  json: Record<string, unknown> | undefined;
+}
+
+/** One HTTP request whose body is always read (an unread body leaks the connection). */
+export async function httpRequest(
+  url: string,
+  init: RequestInit & { timeoutMs?: number } = {},
+): Promise<HttpAnswer> {
+  const { timeoutMs, ...rest } = init;
+  const response = await fetch(url, {
+    ...rest,
+    signal: AbortSignal.timeout(timeoutMs ?? 15_000),
+  });
+  const text = await response.text();
+  let json: Record<string, unknown> | undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+      json = value as Record<string, unknown>;
+    }
+  } catch {
+    json = undefined;
+  }
+  return { status: response.status, headers: response.headers, text, json };
+}
+
+/** Waits until `node` answers 200 on /ready (it knows a leader and applied what is committed). */
+export function waitReady(node: NodeProcess, timeoutMs = 30_000): Promise<true> {
+  return waitFor(`${node.url}/ready`, async () => {
+    const answer = await httpRequest(`${node.url}/ready`, { timeoutMs: 2_000 });
+    return answer.status === 200 ? true : undefined;
+  }, { timeoutMs, intervalMs: 100 });
+}
+
+/** Waits until `node` has applied at least `index`; returns its applied index. */
+export function waitApplied(node: NodeProcess, index: number, timeoutMs = 30_000): Promise<number> {
+  return waitFor(`${node.url} to apply index ${index}`, async () => {
+    const applied = (await node.status()).appliedIndex;
+    return typeof applied === "number" && applied >= index ? applied : undefined;
+  }, { timeoutMs, intervalMs: 100 });
+}
+
+/** Runs `task` on every item with at most `limit` running at once; results in input order. */
+export async function mapConcurrent<T, R>(
+  items: readonly T[],
+  limit: number,
+  task: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await task(items[index], index);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}

@@ -1,0 +1,214 @@
+/**
+ * Partitions of a real 3-node cluster, made by cutting the TCP proxies its nodes talk through:
+ * a leader cut off from the majority stops acknowledging, the majority goes on, and after the
+ * heal everyone converges without the writes that were refused; a one-way cut does not make
+ * leadership flip-flop (Pre-Vote and CheckQuorum).
+ */
+import assert from "node:assert/strict";
+import type { NodeProcess } from "./_harness.ts";
+import { sleep, waitFor } from "./_harness.ts";
+import { ProxiedCluster } from "./_proxy.ts";
+
+/** The server's own deadline for client requests, kept short so that the test is too. */
+const REQUEST_TIMEOUT_MS = 2_000;
+/** The client waits longer than the server so that it sees the server's 503 or 504. */
+const CLIENT_TIMEOUT_MS = REQUEST_TIMEOUT_MS + 3_000;
+// deno-lint-ignore no-console
+const print = console.log;
+
+const EXTRA_ARGS = ["--request-timeout-ms", String(REQUEST_TIMEOUT_MS)];
+
+type Outcome = "ok" | "refused" | "unknown";
+
+interface Attempt {
+  key: string;
+  value: string;
+  status: number | "network error";
+  outcome: Outcome;
+  elapsedMs: number;
+}
+
+/** One write straight to `node` (no failover to another server): what came back, and when. */
+async function writeTo(node: NodeProcess, key: string, value: string): Promise<Attempt> {
+  const startMs = performance.now();
+  let status: Attempt["status"];
+  try {
+    status = (await node.client(CLIENT_TIMEOUT_MS).set(key, value)).status;
+  } catch {
+    status = "network error";
+  }
+  const outcome: Outcome = status === 200 ? "ok" : status === 503 ? "refused" : "unknown";
+  return { key, value, status, outcome, elapsedMs: performance.now() - startMs };
+}
+
+async function termOf(node: NodeProcess): Promise<number> {
+  return Number((await node.status()).term);
+}
+
+Deno.test({
+  name:
+    "a leader cut off from the majority stops acknowledging; the majority goes on; all converge",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const cluster = await ProxiedCluster.start(3, { extraArgs: EXTRA_ARGS });
+    try {
+      const oldLeader = await cluster.leader();
+      const oldIndex = cluster.indexOf(oldLeader);
+      const oldTerm = await termOf(oldLeader);
+      const majority = cluster.nodes.filter((node) => node !== oldLeader);
+      assert.equal((await writeTo(oldLeader, "before", "1")).status, 200);
+
+      cluster.mesh.isolate(oldIndex);
+      const cutMs = performance.now();
+      // Writes and linearizable reads sent straight to the isolated leader, while it still
+      // believes it leads and after it stepped down: none may be acknowledged.
+      const attempts: Attempt[] = [];
+      const readStatuses: (number | string)[] = [];
+      for (let round = 0; round < 3; round++) {
+        const writes = [0, 1, 2].map((i) => writeTo(oldLeader, `minority-${round}-${i}`, "lost"));
+        const read = oldLeader.client(CLIENT_TIMEOUT_MS).get("before").then(
+          (response) => response.status,
+          () => "network error",
+        );
+        attempts.push(...await Promise.all(writes));
+        readStatuses.push(await read);
+      }
+      const minorityMs = performance.now() - cutMs;
+      for (const attempt of attempts) {
+        assert.ok(
+          attempt.status === 503 || attempt.status === 504,
+          `isolated leader answered ${JSON.stringify(attempt)}\n${cluster.logs()}`,
+        );
+        assert.ok(
+          attempt.elapsedMs < REQUEST_TIMEOUT_MS + 1_500,
+          `answer came after the deadline: ${JSON.stringify(attempt)}`,
+        );
+      }
+      for (const status of readStatuses) {
+        assert.ok(status === 503 || status === 504, `isolated leader read answered ${status}`);
+      }
+
+      // The majority elects a new leader of a later term and keeps serving writes.
+      const newLeader = await cluster.leader({ among: majority, termAbove: oldTerm });
+      for (let i = 0; i < 5; i++) {
+        const attempt = await writeTo(newLeader, `majority-${i}`, String(i));
+        assert.equal(attempt.status, 200, `majority write ${JSON.stringify(attempt)}`);
+      }
+      // Refused writes are not on the majority's side, now, while the partition lasts.
+      for (const attempt of attempts.filter((a) => a.outcome === "refused")) {
+        const read = await newLeader.client(CLIENT_TIMEOUT_MS).get(attempt.key);
+        assert.equal(read.status, 404, `refused write ${attempt.key} is visible`);
+      }
+
+      cluster.mesh.healAll();
+      const statuses = await cluster.converged(30_000);
+      const keys = [
+        "before",
+        ...attempts.map((a) => a.key),
+        ...[0, 1, 2, 3, 4].map((i) => `majority-${i}`),
+      ];
+      const values = await Promise.all(cluster.nodes.map((node) => readAll(node, keys)));
+      for (const [i, nodeValues] of values.entries()) {
+        assert.deepEqual(nodeValues, values[0], `node ${cluster.ids[i]} differs after the heal`);
+      }
+      assert.equal(values[0].get("before"), "1");
+      for (let i = 0; i < 5; i++) assert.equal(values[0].get(`majority-${i}`), String(i));
+      for (const attempt of attempts) {
+        // A 503 promised the write was never proposed; a 504 or a lost answer may go either way.
+        if (attempt.outcome === "refused") assert.equal(values[0].get(attempt.key), null);
+      }
+      const counts = { refused: 0, unknown: 0, unknownApplied: 0 };
+      for (const attempt of attempts) {
+        counts[attempt.outcome === "refused" ? "refused" : "unknown"]++;
+        if (attempt.outcome === "unknown" && values[0].get(attempt.key) !== null) {
+          counts.unknownApplied++;
+        }
+      }
+      print(
+        `isolated leader ${cluster.ids[oldIndex]} (term ${oldTerm}): ${attempts.length} writes ` +
+          `in ${minorityMs.toFixed(0)} ms: ${counts.refused} x 503, ${counts.unknown} x 504/lost ` +
+          `(${counts.unknownApplied} applied after all); new leader ` +
+          `${statuses[0].leader} term ${statuses[0].term}, applied ${statuses[0].appliedIndex}`,
+      );
+    } catch (error) {
+      print(cluster.logs());
+      throw error;
+    } finally {
+      await cluster.destroy();
+    }
+  },
+});
+
+/** Every key's value on `node`'s local copy (stale read: each node is looked at on its own). */
+async function readAll(node: NodeProcess, keys: string[]): Promise<Map<string, string | null>> {
+  const client = node.client(CLIENT_TIMEOUT_MS);
+  const values = new Map<string, string | null>();
+  for (const key of keys) {
+    const response = await client.get(key, { consistency: "stale" });
+    assert.ok(response.status === 200 || response.status === 404, `stale read ${response.status}`);
+    values.set(key, response.value);
+  }
+  return values;
+}
+
+Deno.test({
+  name: "a one-way cut from the leader to a follower causes no leader flip-flop (Pre-Vote)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const cluster = await ProxiedCluster.start(3, { extraArgs: EXTRA_ARGS });
+    try {
+      const leader = await cluster.leader();
+      const leaderIndex = cluster.indexOf(leader);
+      const followerIndex = (leaderIndex + 1) % 3;
+      const startTerm = await termOf(leader);
+      // The follower hears nothing from the leader, but everything it sends gets through:
+      // without Pre-Vote it would time out, campaign with a higher term and depose the leader,
+      // again and again.
+      cluster.mesh.link(leaderIndex, followerIndex).cut();
+      const observed = new Set<string>();
+      let writesOk = 0;
+      let firstWritten: string | undefined;
+      const endMs = performance.now() + 8_000;
+      for (let i = 0; performance.now() < endMs && i < 400; i++) {
+        const statuses = await Promise.all(cluster.nodes.map((node) => node.status()));
+        for (const status of statuses) {
+          if (status.role === "leader") observed.add(`${status.term}/${status.id}`);
+        }
+        const attempt = await writeTo(leader, `one-way-${i}`, String(i));
+        if (attempt.status === 200) {
+          writesOk++;
+          firstWritten ??= attempt.key;
+        }
+        await sleep(100);
+      }
+      const terms = await Promise.all(cluster.nodes.map(termOf));
+      const leaderChanges = observed.size - 1;
+      print(
+        `one-way cut ${cluster.ids[leaderIndex]} -> ${cluster.ids[followerIndex]}: ` +
+          `${leaderChanges} leader changes, terms ${startTerm} -> [${terms.join(", ")}], ` +
+          `${writesOk} writes acknowledged`,
+      );
+      assert.ok(leaderChanges <= 2, `leadership flip-flopped: ${[...observed].join(", ")}`);
+      assert.ok(Math.max(...terms) - startTerm <= 2, `terms ran away: ${terms.join(", ")}`);
+      assert.ok(writesOk > 0, "no write was acknowledged during the one-way cut");
+
+      cluster.mesh.healAll();
+      const statuses = await cluster.converged(30_000);
+      const followerValue = await waitFor("the follower to catch up", async () => {
+        const response = await cluster.nodes[followerIndex].client().get(firstWritten!, {
+          consistency: "stale",
+        });
+        return response.status === 200 ? response.value : undefined;
+      });
+      assert.equal(followerValue, firstWritten!.slice("one-way-".length));
+      assert.ok(statuses.every((status) => status.appliedIndex === statuses[0].appliedIndex));
+    } catch (error) {
+      print(cluster.logs());
+      throw error;
+    } finally {
+      await cluster.destroy();
+    }
+  },
+});
