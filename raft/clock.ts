@@ -54,11 +54,21 @@ export class ManualClock implements Clock {
   }
 
   every(tickMs: number, onTick: () => void): () => void {
-    return this.#add({ atMs: this.#nowMs + tickMs, everyMs: tickMs, callback: onTick, cancelled: false });
+    return this.#add({
+      atMs: this.#nowMs + tickMs,
+      everyMs: tickMs,
+      callback: onTick,
+      cancelled: false,
+    });
   }
 
   after(delayMs: number, callback: () => void): () => void {
-    return this.#add({ atMs: this.#nowMs + delayMs, everyMs: undefined, callback, cancelled: false });
+    return this.#add({
+      atMs: this.#nowMs + delayMs,
+      everyMs: undefined,
+      callback,
+      cancelled: false,
+    });
   }
 
   /** Moves time forward, firing due timers in order. */

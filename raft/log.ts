@@ -10,7 +10,8 @@ export function entryBytes(entry: Entry): number {
     case "noop":
       return ENTRY_OVERHEAD_BYTES;
     case "config":
-      return ENTRY_OVERHEAD_BYTES + 2 * (entry.change.id.length + ("url" in entry.change ? entry.change.url.length : 0));
+      return ENTRY_OVERHEAD_BYTES +
+        2 * (entry.change.id.length + ("url" in entry.change ? entry.change.url.length : 0));
   }
 }
 

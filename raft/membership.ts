@@ -1,4 +1,16 @@
-import type { ConfChange, ConfState, Member, NodeId } from "./types.ts";
+import type { ConfChange, ConfState, Entry, HardState, Member, NodeId } from "./types.ts";
+
+/** The log every initial member starts from: one addVoter entry per member, committed. */
+export function bootstrapState(members: Member[]): { entries: Entry[]; hardState: HardState } {
+  const sorted = [...members].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  const entries: Entry[] = sorted.map((member, offset) => ({
+    type: "config",
+    index: offset + 1,
+    term: 1,
+    change: { type: "addVoter", id: member.id, url: member.url },
+  }));
+  return { entries, hardState: { term: 1, vote: null, commit: entries.length } };
+}
 
 /**
  * Cluster membership in force: the latest committed configuration. Changes go one server at a

@@ -12,7 +12,21 @@ export { noopLogger } from "./logger.ts";
 export type { RaftConfig, RaftConfigInput } from "./config.ts";
 export { validateRaftConfig } from "./config.ts";
 export * from "./errors.ts";
-export type { MemberStatus, NodeCounters, NodeStatus, ProposeResult, RaftNodeApi, RaftNodeOptions } from "./node.ts";
+export type {
+  MemberStatus,
+  NodeCounters,
+  NodeStatus,
+  ProposeResult,
+  RaftNodeApi,
+  RaftNodeOptions,
+} from "./node_api.ts";
 export { RaftNode } from "./node.ts";
-export { bootstrapState, RaftCore } from "./core.ts";
-export { encodeMessage, encodeMessages, estimateMessageBytes, parseMessage, parseMessages } from "./wire.ts";
+export { RaftCore } from "./core.ts";
+export { bootstrapState } from "./membership.ts";
+export {
+  encodeMessage,
+  encodeMessages,
+  estimateMessageBytes,
+  parseMessage,
+  parseMessages,
+} from "./wire.ts";

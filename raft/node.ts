@@ -1,5 +1,3 @@
-import type { Clock } from "./clock.ts";
-import type { RaftConfig } from "./config.ts";
 import { RaftCore } from "./core.ts";
 import {
   MembershipError,
@@ -14,96 +12,14 @@ import {
 import { INPUTS_QUEUED_MAX, PROPOSALS_QUEUED_MAX } from "./limits.ts";
 import type { Logger } from "./logger.ts";
 import { AppliedWaiters, deferred, expireMap, type Waiter } from "./node_driver.ts";
-import type { StateMachine } from "./state_machine.ts";
-import type { RaftStorage } from "./storage.ts";
-import type { Transport } from "./transport.ts";
-import type { ConfChange, Entry, Index, Member, Message, NodeId, Ready, Role, Term } from "./types.ts";
-
-export interface MemberStatus extends Member {
-  /** Leader only: highest index known to be replicated on this member. */
-  matchIndex?: Index;
-  /** Leader only: next index the leader will send. */
-  nextIndex?: Index;
-  /** Leader only: ms since the member last answered. */
-  lastContactMs?: number;
-}
-
-export interface NodeStatus {
-  id: NodeId;
-  role: Role;
-  term: Term;
-  leader: NodeId | null;
-  leaderUrl: string | null;
-  commitIndex: Index;
-  appliedIndex: Index;
-  lastLogIndex: Index;
-  snapshotIndex: Index;
-  members: MemberStatus[];
-}
-
-export interface ProposeResult {
-  index: Index;
-  /** What the state machine's apply returned for this entry. */
-  result: unknown;
-}
-
-/** The driver's surface, as http/ uses it. Every wait is bounded by `timeoutMs`. */
-export interface RaftNodeApi {
-  readonly id: NodeId;
-  /** Resolves once the command is committed and applied. Throws NotLeaderError on a follower,
-   * ProposalDroppedError when it was refused, ProposalTimeoutError when the outcome is unknown. */
-  propose(data: Uint8Array, options: { timeoutMs: number }): Promise<ProposeResult>;
-  /** ReadIndex: resolves with an index once this leader confirmed it still leads and applied it.
-   * Throws NotLeaderError on a follower, NoLeaderError or ReadTimeoutError on a timeout. */
-  readBarrier(options: { timeoutMs: number }): Promise<Index>;
-  /** Resolves when the local state machine has applied `index` (for stale reads with min_index). */
-  waitApplied(index: Index, options: { timeoutMs: number }): Promise<Index>;
-  /** Resolves when a leader is known (or throws NoLeaderError at the deadline). */
-  waitLeader(options: { timeoutMs: number }): Promise<Member>;
-  appliedIndex(): Index;
-  /** The leader as this node knows it, with its URL. */
-  leader(): Member | undefined;
-  /** A message from a peer, already validated by parseMessage. */
-  step(message: Message): void;
-  status(): NodeStatus;
-  /** Proposes one membership change and resolves once it is committed. */
-  changeMembership(change: ConfChange, options: { timeoutMs: number }): Promise<Index>;
-  /** Asks the leader to hand leadership to `id`; resolves once `id` leads. */
-  transferLeadership(id: NodeId, options: { timeoutMs: number }): Promise<void>;
-  /** Snapshots the state machine now and compacts the log; resolves with the snapshot index. */
-  takeSnapshot(): Promise<Index>;
-  stop(): Promise<void>;
-}
-
-export interface RaftNodeOptions {
-  config: RaftConfig;
-  storage: RaftStorage;
-  transport: Transport;
-  stateMachine: StateMachine;
-  clock: Clock;
-  /** Milliseconds per tick: the core's tick counts convert to time with it. */
-  tickMs: number;
-  /** Take a snapshot once this many entries were applied since the last one. */
-  snapshotEntries: number;
-  /** ...or once this many bytes of entries were applied since the last one. */
-  snapshotBytes: number;
-  /** Called once when storage fails: the node has stopped and cannot promise durability. */
-  onFatal?: (error: Error) => void;
-}
-
-/** Counters the node keeps for /metrics. */
-export interface NodeCounters {
-  proposalsCommitted: number;
-  proposalsFailed: number;
-  leaderChanges: number;
-  readyTurns: number;
-  persistCount: number;
-  persistMsTotal: number;
-  snapshotsTaken: number;
-  snapshotsInstalled: number;
-  lastSnapshotBytes: number;
-  lastSnapshotMs: number;
-}
+import type {
+  NodeCounters,
+  NodeStatus,
+  ProposeResult,
+  RaftNodeApi,
+  RaftNodeOptions,
+} from "./node_api.ts";
+import type { ConfChange, Entry, Index, Member, Message, NodeId, Ready, Term } from "./types.ts";
 
 type ProposalWaiter = { term: Term; waiter: Waiter<ProposeResult> };
 
@@ -261,7 +177,9 @@ export class RaftNode implements RaftNodeApi {
       lastLogIndex: core.lastIndex(),
       snapshotIndex: core.snapshotIndex(),
       members: core.confState().members.map((member) => {
-        const progress = core.role === "leader" && member.id !== this.id ? core.progress(member.id) : undefined;
+        const progress = core.role === "leader" && member.id !== this.id
+          ? core.progress(member.id)
+          : undefined;
         if (progress === undefined) return { ...member };
         return {
           ...member,
@@ -300,12 +218,16 @@ export class RaftNode implements RaftNodeApi {
     });
     await promise;
     for (;;) {
-      const leader = await this.waitLeader({ timeoutMs: Math.max(1, deadlineMs - this.#options.clock.now()) });
+      const leader = await this.waitLeader({
+        timeoutMs: Math.max(1, deadlineMs - this.#options.clock.now()),
+      });
       if (leader.id === id) return;
       if (this.#options.clock.now() >= deadlineMs) {
         throw new MembershipError(`Leadership did not move to "${id}" in time`);
       }
-      await new Promise<void>((resolve) => this.#options.clock.after(this.#options.tickMs, resolve));
+      await new Promise<void>((resolve) =>
+        this.#options.clock.after(this.#options.tickMs, resolve)
+      );
     }
   }
 
@@ -366,7 +288,10 @@ export class RaftNode implements RaftNodeApi {
       this.#options.stateMachine.restore(ready.snapshot.data);
       this.#bytesSinceSnapshot = 0;
       this.counters.snapshotsInstalled++;
-      this.#logger.info("snapshot installed", { id: this.id, index: ready.snapshot.metadata.index });
+      this.#logger.info("snapshot installed", {
+        id: this.id,
+        index: ready.snapshot.metadata.index,
+      });
     }
     this.#send(ready.earlyMessages);
     let persisting: Promise<void> | undefined;
@@ -419,7 +344,9 @@ export class RaftNode implements RaftNodeApi {
       } else {
         // Another leader's entry took this index: the proposal was lost, never applied.
         this.counters.proposalsFailed++;
-        proposal.waiter.reject(new ProposalDroppedError("The proposal was lost in a leader change"));
+        proposal.waiter.reject(
+          new ProposalDroppedError("The proposal was lost in a leader change"),
+        );
       }
     }
     return membershipChanged;
@@ -459,8 +386,14 @@ export class RaftNode implements RaftNodeApi {
   async #sendSnapshot(message: Extract<Message, { type: "installSnapshot" }>): Promise<void> {
     try {
       const snapshot = await this.#options.storage.loadSnapshot();
-      if (snapshot === undefined || snapshot.metadata.index < message.snapshot.metadata.index) return;
-      this.#logger.info("sending snapshot", { id: this.id, to: message.to, index: snapshot.metadata.index });
+      if (snapshot === undefined || snapshot.metadata.index < message.snapshot.metadata.index) {
+        return;
+      }
+      this.#logger.info("sending snapshot", {
+        id: this.id,
+        to: message.to,
+        index: snapshot.metadata.index,
+      });
       this.#options.transport.send([{ ...message, snapshot }]);
     } catch (error) {
       this.#logger.warn("cannot load snapshot to send", { error: String(error) });
@@ -471,7 +404,10 @@ export class RaftNode implements RaftNodeApi {
 
   #maybeSnapshot(): void {
     const sinceEntries = this.#core.appliedIndex - this.#core.snapshotIndex();
-    if (sinceEntries < this.#options.snapshotEntries && this.#bytesSinceSnapshot < this.#options.snapshotBytes) {
+    if (
+      sinceEntries < this.#options.snapshotEntries &&
+      this.#bytesSinceSnapshot < this.#options.snapshotBytes
+    ) {
       return;
     }
     this.#snapshot(undefined);
@@ -526,8 +462,15 @@ export class RaftNode implements RaftNodeApi {
       this.counters.proposalsFailed++;
       return new ProposalTimeoutError();
     });
-    expireMap(this.#reads, nowMs, () => new ReadTimeoutError("Timed out confirming leadership for the read"));
-    this.#appliedWaiters.expire(nowMs, () => new ReadTimeoutError("Timed out waiting for the index to be applied"));
+    expireMap(
+      this.#reads,
+      nowMs,
+      () => new ReadTimeoutError("Timed out confirming leadership for the read"),
+    );
+    this.#appliedWaiters.expire(
+      nowMs,
+      () => new ReadTimeoutError("Timed out waiting for the index to be applied"),
+    );
     this.#leaderWaiters = this.#leaderWaiters.filter((waiter) => {
       if (waiter.deadlineMs > nowMs) return true;
       waiter.reject(new NoLeaderError());
@@ -562,7 +505,9 @@ export class RaftNode implements RaftNodeApi {
 
   #onFatal(error: Error): void {
     if (this.#fatal !== undefined) return;
-    this.#fatal = error instanceof StorageError ? error : new StorageError(`Storage failed: ${error.message}`);
+    this.#fatal = error instanceof StorageError
+      ? error
+      : new StorageError(`Storage failed: ${error.message}`);
     this.#logger.error("storage failed; stopping", { id: this.id, error: String(error) });
     this.#stopping = true;
     this.#stopTicks();

@@ -14,7 +14,10 @@ export function committedIndex(voters: readonly NodeId[], matchOf: (id: NodeId) 
 export type VoteResult = "won" | "lost" | "pending";
 
 /** Tally of an election among `voters`; votes from non-voters do not count. */
-export function tallyVotes(voters: readonly NodeId[], votes: ReadonlyMap<NodeId, boolean>): VoteResult {
+export function tallyVotes(
+  voters: readonly NodeId[],
+  votes: ReadonlyMap<NodeId, boolean>,
+): VoteResult {
   let granted = 0;
   let rejected = 0;
   for (const id of voters) {

@@ -62,7 +62,9 @@ export class MemoryStorage implements RaftStorage {
       const offset = this.#offset();
       if (first <= offset) throw new Error(`Cannot append at index ${first}: compacted`);
       if (first > offset + this.entries.length + 1) {
-        throw new Error(`Cannot append at index ${first}: gap after ${offset + this.entries.length}`);
+        throw new Error(
+          `Cannot append at index ${first}: gap after ${offset + this.entries.length}`,
+        );
       }
       this.entries = this.entries.slice(0, first - offset - 1).concat(entries);
     }

@@ -271,3 +271,124 @@ export async function mapConcurrent<T, R>(
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return results;
 }
+
+/** Waits for `node` to exit by itself; kills it and throws if it is still running at the deadline. */
+export async function waitExit(node: NodeProcess, timeoutMs = 30_000): Promise<number> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), timeoutMs);
+  });
+  try {
+    const code = await Promise.race([node.exited(), timeout]);
+    if (code !== "timeout") return code;
+  } finally {
+    clearTimeout(timer);
+  }
+  await node.kill();
+  throw new Error(`${node.url} was still running after ${timeoutMs} ms:\n${node.output}`);
+}
+
+/**
+ * Sends `head` (request line and headers, without the blank line) and `body` over a raw TCP
+ * connection with "Connection: close", for requests fetch would normalize or refuse (paths with
+ * "..", very long URLs, bytes that are not UTF-8). Returns the status and the decoded body.
+ */
+export async function rawHttp(
+  port: number,
+  head: string,
+  body: Uint8Array = new Uint8Array(0),
+  timeoutMs = 15_000,
+): Promise<HttpAnswer> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const timer = setTimeout(() => conn.close(), timeoutMs);
+  const chunks: Uint8Array[] = [];
+  try {
+    const headText = `${head}\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n` +
+      `Content-Length: ${body.length}\r\n\r\n`;
+    const request = new Uint8Array([...latin1(headText), ...body]);
+    for (let written = 0; written < request.length;) {
+      written += await conn.write(request.subarray(written));
+    }
+    const buffer = new Uint8Array(64 * 1024);
+    for (let reads = 0; reads < 100_000; reads++) {
+      const count = await conn.read(buffer).catch(() => null);
+      if (count === null) break;
+      chunks.push(buffer.slice(0, count));
+    }
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch {
+      // closed by the timer
+    }
+  }
+  return parseRawResponse(concat(chunks));
+}
+
+function latin1(text: string): Uint8Array {
+  return Uint8Array.from(text, (char) => char.charCodeAt(0) & 0xff);
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const bytes = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return bytes;
+}
+
+function indexOfCrlf(bytes: Uint8Array, from: number, double: boolean): number {
+  for (let i = from; i + (double ? 3 : 1) < bytes.length; i++) {
+    if (bytes[i] !== 13 || bytes[i + 1] !== 10) continue;
+    if (!double || (bytes[i + 2] === 13 && bytes[i + 3] === 10)) return i;
+  }
+  return -1;
+}
+
+/** The body of a chunked response, decoded (sizes count bytes, not characters). */
+function dechunk(bytes: Uint8Array): Uint8Array {
+  const chunks: Uint8Array[] = [];
+  for (let offset = 0; offset < bytes.length;) {
+    const lineEnd = indexOfCrlf(bytes, offset, false);
+    if (lineEnd < 0) break;
+    const size = parseInt(new TextDecoder().decode(bytes.subarray(offset, lineEnd)), 16);
+    if (!(size > 0)) break;
+    chunks.push(bytes.subarray(lineEnd + 2, lineEnd + 2 + size));
+    offset = lineEnd + 2 + size + 2;
+  }
+  return concat(chunks);
+}
+
+function parseRawResponse(bytes: Uint8Array): HttpAnswer {
+  const decoder = new TextDecoder();
+  const end = indexOfCrlf(bytes, 0, true);
+  if (end < 0) {
+    throw new Error(
+      `Incomplete HTTP response: ${JSON.stringify(decoder.decode(bytes).slice(0, 200))}`,
+    );
+  }
+  const [statusLine, ...headerLines] = decoder.decode(bytes.subarray(0, end)).split("\r\n");
+  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1]);
+  if (!Number.isInteger(status)) throw new Error(`Bad status line: ${JSON.stringify(statusLine)}`);
+  const headers = new Headers();
+  for (const line of headerLines) {
+    const colon = line.indexOf(":");
+    if (colon > 0) headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+  }
+  const rawBody = bytes.subarray(end + 4);
+  const chunked = /chunked/i.test(headers.get("transfer-encoding") ?? "");
+  const text = decoder.decode(chunked ? dechunk(rawBody) : rawBody);
+  let json: Record<string, unknown> | undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+      json = value as Record<string, unknown>;
+    }
+  } catch {
+    json = undefined;
+  }
+  return { status, headers, text, json };
+}

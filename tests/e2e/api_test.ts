@@ -12,6 +12,9 @@ import {
   waitApplied,
 } from "./_harness.ts";
 
+// deno-lint-ignore no-console
+const print = console.log;
+
 const JSON_HEADERS = { "Content-Type": "application/json" };
 const METRIC_NAMES = [
   "raftkv_term",
@@ -320,7 +323,7 @@ Deno.test({
         }
       });
     } catch (error) {
-      console.log(cluster.logs());
+      print(cluster.logs());
       throw error;
     } finally {
       await cluster.destroy();

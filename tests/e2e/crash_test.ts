@@ -15,6 +15,9 @@ import {
   waitReady,
 } from "./_harness.ts";
 
+// deno-lint-ignore no-console
+const print = console.log;
+
 const CLIENTS = 4;
 /** Time an election may take on a loaded 2-core machine after a kill. */
 const ELECTION_TIMEOUT_MS = 60_000;
@@ -59,6 +62,7 @@ class WriteLoad {
           this.acks.push({ key, value, index: answer.writeIndex, sentAtMs, ackedAtMs: Date.now() });
         } else {
           this.failures.push(`${key}: ${answer.status} ${JSON.stringify(answer.body)}`);
+          await sleep(50);
         }
       } catch (error) {
         this.failures.push(`${key}: ${error instanceof Error ? error.message : error}`);
@@ -141,11 +145,11 @@ Deno.test({
       }, { timeoutMs: ELECTION_TIMEOUT_MS });
       await load.stop();
       const firstAfter = Math.min(...load.acksSince(killedAtMs).map((ack) => ack.ackedAtMs));
-      console.log(
+      print(
         `unavailability window after SIGKILL of the leader: ${firstAfter - killedAtMs} ms ` +
           `(${load.acks.length} writes acknowledged, ${load.failures.length} failed or unknown)`,
       );
-      console.log(`failures: ${load.failureSummary()}`);
+      print(`failures: ${load.failureSummary()}`);
 
       await assertAcksReadable(newLeader, load.acks, "after the leader's kill");
 
@@ -163,7 +167,7 @@ Deno.test({
       });
       assert.equal(read.value, "yes");
     } catch (error) {
-      console.log(cluster.logs());
+      print(cluster.logs());
       throw error;
     } finally {
       await load.stop();
@@ -192,11 +196,11 @@ Deno.test({
       for (const node of cluster.nodes) node.start();
       const leader = await cluster.leader(ELECTION_TIMEOUT_MS);
       await assertAcksReadable(leader, acks, "after every node was killed");
-      console.log(`${acks.length} acknowledged writes survived SIGKILL of all three nodes`);
+      print(`${acks.length} acknowledged writes survived SIGKILL of all three nodes`);
       const write = await cluster.client().set("after-restart", "yes");
       assert.equal(write.status, 200, JSON.stringify(write.body));
     } catch (error) {
-      console.log(cluster.logs());
+      print(cluster.logs());
       throw error;
     } finally {
       await load.stop();
@@ -227,7 +231,7 @@ Deno.test({
       }
       const elapsedMs = Date.now() - startedAtMs;
       await load.stop();
-      console.log(
+      print(
         `20 follower restarts in ${elapsedMs} ms; ${load.acks.length} writes acknowledged, ` +
           `${load.failures.length} failed`,
       );
@@ -236,7 +240,7 @@ Deno.test({
       await waitApplied(follower, await commitIndexOf(leader), ELECTION_TIMEOUT_MS);
       await assertAcksLocal(follower, load.acks, "the restarted follower");
     } catch (error) {
-      console.log(cluster.logs());
+      print(cluster.logs());
       throw error;
     } finally {
       await load.stop();

@@ -195,52 +195,80 @@ function stateKey(state: RegisterValue): string {
   return state === null ? "\u0000" : `=${state}`;
 }
 
+/**
+ * The calls that may be linearized next: those before the first return still in the list.
+ * Determinate operations are tried before indeterminate ones, so that an operation that may
+ * never have happened is placed only where a later answer needs it: in a valid history with
+ * many timeouts, this finds an order without wandering through their subsets.
+ */
+function candidates(head: Entry, ops: readonly Operation[]): Entry[] {
+  const determinate: Entry[] = [];
+  const indeterminate: Entry[] = [];
+  for (let entry = head.next; entry !== undefined && entry.call; entry = entry.next) {
+    (ops[entry.op].completion === undefined ? indeterminate : determinate).push(entry);
+  }
+  return determinate.concat(indeterminate);
+}
+
+interface Frame {
+  call: Entry;
+  /** The register before the call was linearized. */
+  state: RegisterValue;
+  /** Where to resume when backtracking to this frame. */
+  candidates: Entry[];
+  next: number;
+}
+
 /** Lowe's just-in-time linearization search over one key's operations. */
 function checkKey(key: string, ops: readonly Operation[], budget: Budget): KeyResult {
   const head = buildList(ops);
   const linearized = new Bitset(ops.length);
   const cache = new Set<string>();
-  const stack: { call: Entry; state: RegisterValue }[] = [];
+  const stack: Frame[] = [];
   let state: RegisterValue = null;
   let determinateLeft = ops.filter((op) => op.completion !== undefined).length;
   let best: { order: number[]; states: RegisterValue[]; blocked: number } | undefined;
   let steps = 0;
-  let entry = head.next;
-  while (entry !== undefined) {
+  let choices = candidates(head, ops);
+  let next = 0;
+  while (true) {
     // Only indeterminate operations are left: they go last, where nothing observes them.
     if (determinateLeft === 0) return { result: "ok", states: cache.size };
     if (++steps % 4096 === 0 && performance.now() > budget.deadlineMs) {
       return { result: "unknown", key, states: cache.size, reason: "time budget exceeded" };
     }
-    const op = ops[entry.op];
-    if (entry.call) {
-      const next = stepRegister(state, op.input, op.completion?.output);
-      if (next !== undefined) {
-        linearized.set(entry.op);
-        const configuration = `${linearized.key()}|${stateKey(next)}`;
-        if (!cache.has(configuration)) {
-          cache.add(configuration);
-          if (--budget.statesLeft < 0) {
-            return { result: "unknown", key, states: cache.size, reason: "state budget exceeded" };
-          }
-          stack.push({ call: entry, state });
-          state = next;
-          if (op.completion !== undefined) determinateLeft--;
-          lift(entry);
-          entry = head.next;
-          continue;
-        }
-        linearized.clear(entry.op);
+    if (next < choices.length) {
+      const call = choices[next++];
+      const op = ops[call.op];
+      const after = stepRegister(state, op.input, op.completion?.output);
+      if (after === undefined) continue;
+      linearized.set(call.op);
+      const configuration = `${linearized.key()}|${stateKey(after)}`;
+      if (cache.has(configuration)) {
+        linearized.clear(call.op);
+        continue;
       }
-      entry = entry.next;
+      cache.add(configuration);
+      if (--budget.statesLeft < 0) {
+        return { result: "unknown", key, states: cache.size, reason: "state budget exceeded" };
+      }
+      stack.push({ call, state, candidates: choices, next });
+      state = after;
+      if (op.completion !== undefined) determinateLeft--;
+      lift(call);
+      choices = candidates(head, ops);
+      next = 0;
       continue;
     }
-    // A return whose operation is not linearized yet: this branch is dead, backtrack.
+    // No candidate fits: the first return in the list belongs to an operation that cannot be
+    // placed after this order. Backtrack.
     if (best === undefined || stack.length > best.order.length) {
+      let blocked = head.next;
+      while (blocked !== undefined && blocked.call) blocked = blocked.next;
       best = {
         order: stack.map((frame) => frame.call.op),
         states: [...stack.slice(1).map((frame) => frame.state), state],
-        blocked: entry.op,
+        blocked: blocked?.op ?? -1,
       };
     }
     const frame = stack.pop();
@@ -251,9 +279,9 @@ function checkKey(key: string, ops: readonly Operation[], budget: Budget): KeyRe
     linearized.clear(frame.call.op);
     if (ops[frame.call.op].completion !== undefined) determinateLeft++;
     unlift(frame.call);
-    entry = frame.call.next;
+    choices = frame.candidates;
+    next = frame.next;
   }
-  return { result: "ok", states: cache.size };
 }
 
 /** Explains a failure: the longest order found, and the operation that could not follow it. */

@@ -85,6 +85,8 @@ export class SafetyChecker {
   readonly seed: number;
   step = 0;
   #leaderByTerm = new Map<Term, NodeId>();
+  /** Highest commit index the leader of each term reached. */
+  #commitByTerm = new Map<Term, Index>();
   #appliedAt = new Map<Index, string>();
   #hashAt = new Map<Index, number>();
   #committedMax: Index = 0;
@@ -101,7 +103,9 @@ export class SafetyChecker {
   }
 
   fail(node: NodeId, what: string): never {
-    throw new SafetyViolation(`Safety violated (seed ${this.seed}, step ${this.step}, node "${node}"): ${what}`);
+    throw new SafetyViolation(
+      `Safety violated (seed ${this.seed}, step ${this.step}, node "${node}"): ${what}`,
+    );
   }
 
   get committedMax(): Index {
@@ -137,12 +141,17 @@ export class SafetyChecker {
         this.fail(id, `two leaders in term ${term}: "${leader}" and "${id}"`);
       }
       this.#checkLeaderAppendOnly(id, core);
+      if (core.commitIndex > (this.#commitByTerm.get(term) ?? 0)) {
+        this.#commitByTerm.set(term, core.commitIndex);
+      }
     }
     const commit = core.commitIndex;
     const memory = this.#memory.get(id);
     if (memory !== undefined) {
       if (term < memory.term) this.fail(id, `term went back from ${memory.term} to ${term}`);
-      if (commit < memory.commit) this.fail(id, `commit went back from ${memory.commit} to ${commit}`);
+      if (commit < memory.commit) {
+        this.fail(id, `commit went back from ${memory.commit} to ${commit}`);
+      }
     }
     if (memory === undefined || term !== memory.term || commit !== memory.commit) {
       this.#memory.set(id, { term, commit });
@@ -162,7 +171,10 @@ export class SafetyChecker {
       this.fail(id, `restarted in term ${core.term} below persisted term ${persisted.term}`);
     }
     if (core.commitIndex < persisted.commit) {
-      this.fail(id, `restarted with commit ${core.commitIndex} below persisted ${persisted.commit}`);
+      this.fail(
+        id,
+        `restarted with commit ${core.commitIndex} below persisted ${persisted.commit}`,
+      );
     }
     this.observe(id, core);
   }
@@ -173,25 +185,40 @@ export class SafetyChecker {
       if (message.pre) return;
     }
     if (message.term > persisted.term) {
-      this.fail(id, `sent ${message.type} in term ${message.term} before persisting it (stored ${persisted.term})`);
+      this.fail(
+        id,
+        `sent ${message.type} in term ${message.term} before persisting it (stored ${persisted.term})`,
+      );
     }
     // A persisted later term covers a vote of an earlier one: it can never be cast again.
     const voteStored = persisted.term > message.term || persisted.vote === message.to;
     if (message.type === "voteResponse" && message.granted && !voteStored) {
-      this.fail(id, `granted a vote to "${message.to}" in term ${message.term} before persisting it`);
+      this.fail(
+        id,
+        `granted a vote to "${message.to}" in term ${message.term} before persisting it`,
+      );
     }
   }
 
   /** Before `storage.appendSync(entries, hardState)` of a Ready produced in `readyTerm`. */
-  onAppend(id: NodeId, storage: MemoryStorage, ready: { entries: Entry[]; hardState: HardState | undefined }, readyTerm: Term): void {
+  onAppend(
+    id: NodeId,
+    storage: MemoryStorage,
+    ready: { entries: Entry[]; hardState: HardState | undefined },
+    readyTerm: Term,
+  ): void {
     const { entries, hardState } = ready;
     if (hardState !== undefined) this.#checkHardState(id, storage.hardState, hardState);
     if (entries.length === 0) return;
     const first = entries[0].index;
     const offset = storageOffset(storage);
     const storedLast = storageLastIndex(storage);
-    if (first <= offset) this.fail(id, `appends at ${first}, inside the snapshot (up to ${offset})`);
-    if (first > storedLast + 1) this.fail(id, `appends at ${first} leaving a gap after ${storedLast}`);
+    if (first <= offset) {
+      this.fail(id, `appends at ${first}, inside the snapshot (up to ${offset})`);
+    }
+    if (first > storedLast + 1) {
+      this.fail(id, `appends at ${first} leaving a gap after ${storedLast}`);
+    }
     const newLast = first + entries.length - 1;
     let conflict = false;
     for (let index = first; index <= storedLast; index++) {
@@ -205,7 +232,10 @@ export class SafetyChecker {
       }
       if (replacement !== undefined) conflict = true;
       if (!conflict) {
-        this.fail(id, `append of ${first}..${newLast} drops entries ${index}..${storedLast} that do not conflict`);
+        this.fail(
+          id,
+          `append of ${first}..${newLast} drops entries ${index}..${storedLast} that do not conflict`,
+        );
       }
       if (old.term === readyTerm && this.#leaderByTerm.get(readyTerm) === id) {
         this.fail(id, `leader of term ${readyTerm} removes its own entry ${index}`);
@@ -217,13 +247,18 @@ export class SafetyChecker {
     let prevTerm = storageTerm(storage, first - 1) ?? 0;
     for (const [k, entry] of entries.entries()) {
       if (entry.index !== first + k) this.fail(id, `Ready entries not contiguous at ${first + k}`);
-      if (entry.term < prevTerm) this.fail(id, `entry ${entry.index} has term ${entry.term} below ${prevTerm}`);
+      if (entry.term < prevTerm) {
+        this.fail(id, `entry ${entry.index} has term ${entry.term} below ${prevTerm}`);
+      }
       const key = `${entry.index}/${entry.term}`;
       const value = `${prevTerm}|${entryKey(entry)}`;
       const known = this.#logRegistry.get(key);
       if (known === undefined) this.#logRegistry.set(key, value);
       else if (known !== value) {
-        this.fail(id, `log matching: entry ${key} is "${value}" here but "${known}" on another log`);
+        this.fail(
+          id,
+          `log matching: entry ${key} is "${value}" here but "${known}" on another log`,
+        );
       }
       prevTerm = entry.term;
     }
@@ -233,13 +268,18 @@ export class SafetyChecker {
   afterAppend(id: NodeId, storage: MemoryStorage): void {
     const last = storageLastIndex(storage);
     if (storage.hardState.commit > last) {
-      this.fail(id, `persisted commit ${storage.hardState.commit} passes persisted log end ${last}`);
+      this.fail(
+        id,
+        `persisted commit ${storage.hardState.commit} passes persisted log end ${last}`,
+      );
     }
   }
 
   #checkHardState(id: NodeId, old: HardState, next: HardState): void {
     if (next.term < old.term) this.fail(id, `persists term ${next.term} below stored ${old.term}`);
-    if (next.commit < old.commit) this.fail(id, `persists commit ${next.commit} below stored ${old.commit}`);
+    if (next.commit < old.commit) {
+      this.fail(id, `persists commit ${next.commit} below stored ${old.commit}`);
+    }
     if (next.term === old.term && old.vote !== null && next.vote !== old.vote) {
       this.fail(id, `changes its vote in term ${old.term} from "${old.vote}" to "${next.vote}"`);
     }
@@ -259,7 +299,10 @@ export class SafetyChecker {
   onLocalSnapshot(id: NodeId, metadata: SnapshotMetadata, storage: MemoryStorage): void {
     const stored = storageTerm(storage, metadata.index);
     if (stored !== undefined && stored !== metadata.term) {
-      this.fail(id, `snapshot metadata at ${metadata.index} says term ${metadata.term}, log says ${stored}`);
+      this.fail(
+        id,
+        `snapshot metadata at ${metadata.index} says term ${metadata.term}, log says ${stored}`,
+      );
     }
     this.#checkSnapshotTerm(id, metadata);
   }
@@ -267,7 +310,12 @@ export class SafetyChecker {
   #checkSnapshotTerm(id: NodeId, metadata: SnapshotMetadata): void {
     const applied = this.#appliedAt.get(metadata.index);
     if (applied !== undefined && keyTerm(applied) !== metadata.term) {
-      this.fail(id, `snapshot at ${metadata.index} has term ${metadata.term}, committed entry has ${keyTerm(applied)}`);
+      this.fail(
+        id,
+        `snapshot at ${metadata.index} has term ${metadata.term}, committed entry has ${
+          keyTerm(applied)
+        }`,
+      );
     }
   }
 
@@ -300,7 +348,9 @@ export class SafetyChecker {
   afterApply(id: NodeId, state: SimState): void {
     const hash = this.#hashAt.get(state.index);
     if (hash === undefined) this.#hashAt.set(state.index, state.hash);
-    else if (hash !== state.hash) this.fail(id, `state after ${state.index} differs from other nodes`);
+    else if (hash !== state.hash) {
+      this.fail(id, `state after ${state.index} differs from other nodes`);
+    }
   }
 
   /** A proposal was applied on the node that proposed it: the client has its answer. */
@@ -311,30 +361,48 @@ export class SafetyChecker {
   /** A linearizable read reflects every write acknowledged before it was asked. */
   onReadState(id: NodeId, readId: number, readIndex: Index, ackedAtAsk: Index): void {
     if (readIndex < ackedAtAsk) {
-      this.fail(id, `read ${readId} got index ${readIndex} but write ${ackedAtAsk} was acknowledged before it`);
+      this.fail(
+        id,
+        `read ${readId} got index ${readIndex} but write ${ackedAtAsk} was acknowledged before it`,
+      );
     }
   }
 
   onReadServed(id: NodeId, readId: number, state: SimState, ackedAtAsk: Index): void {
     this.readsServed += 1;
     if (state.index < ackedAtAsk) {
-      this.fail(id, `read ${readId} served state ${state.index}, older than acknowledged write ${ackedAtAsk}`);
+      this.fail(
+        id,
+        `read ${readId} served state ${state.index}, older than acknowledged write ${ackedAtAsk}`,
+      );
     }
   }
 
-  /** Leader completeness (§5.4): a new leader holds every entry committed before it won. */
+  /**
+   * Leader completeness (§5.4): a leader holds every entry committed in lower terms. (A leader
+   * of a lower term may still win late, on delayed votes; it owes nothing to higher terms.)
+   */
   #checkLeaderCompleteness(id: NodeId, core: CoreView): void {
-    const committed = this.#committedMax;
+    let committed = 0;
+    for (const [term, commit] of this.#commitByTerm) {
+      if (term < core.term && commit > committed) committed = commit;
+    }
     const last = core.lastIndex();
     if (last < committed) {
-      this.fail(id, `new leader in term ${core.term} ends at ${last}, before committed ${committed}`);
+      this.fail(
+        id,
+        `new leader in term ${core.term} ends at ${last}, before committed ${committed}`,
+      );
     }
     for (let index = core.snapshotIndex() + 1; index <= committed; index++) {
       const applied = this.#appliedAt.get(index);
       const entry = core.entry(index);
       const own = entry === undefined ? "nothing" : entryKey(entry);
       if (applied !== undefined && applied !== own) {
-        this.fail(id, `new leader in term ${core.term} has "${own}" at ${index}, committed was "${applied}"`);
+        this.fail(
+          id,
+          `new leader in term ${core.term} has "${own}" at ${index}, committed was "${applied}"`,
+        );
       }
     }
   }
@@ -345,7 +413,9 @@ export class SafetyChecker {
     const tail = this.#leaderTail.get(id);
     if (tail !== undefined && tail.term === term) {
       if (last === tail.index) return;
-      if (last < tail.index) this.fail(id, `leader of term ${term} shrank its log from ${tail.index} to ${last}`);
+      if (last < tail.index) {
+        this.fail(id, `leader of term ${term} shrank its log from ${tail.index} to ${last}`);
+      }
       const entry = tail.index > core.snapshotIndex() ? core.entry(tail.index) : undefined;
       if (entry !== undefined && entryKey(entry) !== tail.key) {
         this.fail(id, `leader of term ${term} overwrote its entry ${tail.index}`);

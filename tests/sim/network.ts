@@ -140,7 +140,9 @@ export function describeMessage(message: Message): string {
   const head = `${message.from}->${message.to} ${message.type} t${message.term}`;
   switch (message.type) {
     case "vote":
-      return `${head}${message.pre ? " pre" : ""} last ${message.lastLogIndex}/${message.lastLogTerm}`;
+      return `${head}${
+        message.pre ? " pre" : ""
+      } last ${message.lastLogIndex}/${message.lastLogTerm}`;
     case "voteResponse":
       return `${head}${message.pre ? " pre" : ""} ${message.granted ? "granted" : "refused"}`;
     case "appendEntries": {
@@ -150,7 +152,9 @@ export function describeMessage(message: Message): string {
       return `${head} prev ${message.prevLogIndex}/${message.prevLogTerm} entries ${range} commit ${message.leaderCommit}`;
     }
     case "appendEntriesResponse":
-      return `${head} ${message.success ? "ok" : "reject"} match ${message.matchIndex} hint ${message.hintIndex}/${message.hintTerm}`;
+      return `${head} ${
+        message.success ? "ok" : "reject"
+      } match ${message.matchIndex} hint ${message.hintIndex}/${message.hintTerm}`;
     case "heartbeat":
       return `${head} commit ${message.commit} round ${message.readRound}`;
     case "heartbeatResponse":

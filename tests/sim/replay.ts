@@ -7,7 +7,8 @@ import { describeOptions, STEPS_DEFAULT } from "./sim_options.ts";
 import { addStats, formatStats, optionsFor, type RunOverrides, runSeed } from "./sim_runner.ts";
 import type { SimStats } from "./simulation.ts";
 
-const USAGE = `Usage: deno task sim [--seed N] [--seeds COUNT] [--steps N] [--nodes 3|5|7] [--verbose]
+const USAGE =
+  `Usage: deno task sim [--seed N] [--seeds COUNT] [--steps N] [--nodes 3|5|7] [--verbose]
   --seed N        the seed to replay, or the first seed of a soak (default: 1, or random with --seeds)
   --seeds COUNT   run COUNT consecutive seeds (a long soak), printing progress
   --steps N       faulty steps per seed (default ${STEPS_DEFAULT})

@@ -166,7 +166,9 @@ export class SimNode {
         this.storage.saveSnapshotSync(snapshot, { discardLog: true });
         this.sm.restore(snapshot.data);
         checker.onRestore(this.id, this.sm.state(), snapshot.metadata);
-        env.trace?.(`${this.id} installs snapshot ${snapshot.metadata.index}/${snapshot.metadata.term}`);
+        env.trace?.(
+          `${this.id} installs snapshot ${snapshot.metadata.index}/${snapshot.metadata.term}`,
+        );
         return;
       }
       case "early":

@@ -52,7 +52,9 @@ export class SimStateMachine implements StateMachine {
   restore(data: Uint8Array): void {
     const value: unknown = JSON.parse(decoder.decode(data));
     if (!isSimState(value)) {
-      throw new TypeError(`Cannot restore the simulated state machine: bad image "${decoder.decode(data)}"`);
+      throw new TypeError(
+        `Cannot restore the simulated state machine: bad image "${decoder.decode(data)}"`,
+      );
     }
     this.#index = value.index;
     this.#count = value.count;

@@ -27,7 +27,8 @@ function envCount(name: string): number | undefined {
 }
 
 const firstSeed = envCount("RAFTKV_SEED") ?? 1;
-const seedCount = envCount("RAFTKV_SEEDS") ?? (envCount("RAFTKV_SEED") === undefined ? CI_SEEDS : 1);
+const seedCount = envCount("RAFTKV_SEEDS") ??
+  (envCount("RAFTKV_SEED") === undefined ? CI_SEEDS : 1);
 const steps = envCount("RAFTKV_STEPS") ?? STEPS_DEFAULT;
 const startMs = performance.now();
 let total: SimStats | undefined;

@@ -105,7 +105,9 @@ export class Simulation {
     };
     this.#env = {
       checker: this.checker,
-      trace: options.trace === undefined ? undefined : (line) => options.trace!(`[${this.#step}] ${line}`),
+      trace: options.trace === undefined
+        ? undefined
+        : (line) => options.trace!(`[${this.#step}] ${line}`),
       send: (node, message) => this.#send(node, message),
       crash: (node, why) => this.#crash(node, why),
       onApplied: (node, entry) => this.#onApplied(node, entry),
@@ -113,7 +115,9 @@ export class Simulation {
     const nodes: SimNode[] = [];
     for (let number = 1; number <= options.nodeCount; number++) nodes.push(new SimNode(number));
     this.#nextNumber = options.nodeCount + 1;
-    const initial = bootstrapState(nodes.map((node) => ({ id: node.id, url: node.url, voter: true })));
+    const initial = bootstrapState(
+      nodes.map((node) => ({ id: node.id, url: node.url, voter: true })),
+    );
     for (const node of nodes) {
       node.storage.appendSync(initial.entries, initial.hardState);
       this.#addNode(node);
@@ -238,8 +242,14 @@ export class Simulation {
       // The core sends metadata only; the bytes come from the sender's disk, as in node.ts.
       const stored = node.storage.snapshot;
       const wanted = message.snapshot.metadata;
-      if (stored === undefined || stored.metadata.index !== wanted.index || stored.metadata.term !== wanted.term) {
-        this.checker.fail(node.id, `sends snapshot ${wanted.index}/${wanted.term} it has not stored`);
+      if (
+        stored === undefined || stored.metadata.index !== wanted.index ||
+        stored.metadata.term !== wanted.term
+      ) {
+        this.checker.fail(
+          node.id,
+          `sends snapshot ${wanted.index}/${wanted.term} it has not stored`,
+        );
       }
       outgoing = { ...message, snapshot: { metadata: wanted, data: stored.data } };
       this.stats.snapshotsInstalled += 1;
@@ -270,7 +280,9 @@ export class Simulation {
     const ratio = this.options.proposeRatio;
     let count = Math.floor(ratio) + (this.#prng.next() < ratio % 1 ? 1 : 0);
     while (count-- > 0) {
-      const node = this.#prng.next() < 0.9 ? this.#pickOne(this.#leaders()) : this.#pickOne(this.#running());
+      const node = this.#prng.next() < 0.9
+        ? this.#pickOne(this.#leaders())
+        : this.#pickOne(this.#running());
       if (node !== undefined) this.#propose(node);
     }
     if (this.#prng.next() < this.options.readRatio) {
@@ -345,16 +357,21 @@ export class Simulation {
     const down = all.filter((node) => !node.running).length;
     if (down + 1 > Math.ceil(all.length / 2)) return;
     const leader = this.#pickOne(this.#leaders());
-    const node = leader !== undefined && this.#prng.next() < 0.4 ? leader : this.#pickOne(this.#running());
+    const node = leader !== undefined && this.#prng.next() < 0.4
+      ? leader
+      : this.#pickOne(this.#running());
     if (node !== undefined) this.#crash(node, "at random");
   }
 
   /** A process stall (GC pause, VM migration): a leader may wake up deposed without knowing. */
   #pauseSome(): void {
     const leader = this.#pickOne(this.#leaders());
-    const node = leader !== undefined && this.#prng.next() < 0.5 ? leader : this.#pickOne(this.#running());
+    const node = leader !== undefined && this.#prng.next() < 0.5
+      ? leader
+      : this.#pickOne(this.#running());
     if (node === undefined) return;
-    node.pausedUntilStep = this.#step + this.#prng.nextInt(2, 4 * this.options.electionTimeoutTicks);
+    node.pausedUntilStep = this.#step +
+      this.#prng.nextInt(2, 4 * this.options.electionTimeoutTicks);
     this.stats.pauses += 1;
     this.#trace(`${node.id} pauses until step ${node.pausedUntilStep}`);
   }
@@ -378,7 +395,9 @@ export class Simulation {
     } else if (kind === 2) {
       const cuts = this.#prng.nextInt(1, 4);
       for (let i = 0; i < cuts; i++) {
-        const from = leader !== undefined && this.#prng.next() < 0.5 ? leader.id : this.#pickOne(ids)!;
+        const from = leader !== undefined && this.#prng.next() < 0.5
+          ? leader.id
+          : this.#pickOne(ids)!;
         const to = this.#pickOne(ids.filter((id) => id !== from));
         if (to !== undefined) this.network.cutOneWay(from, to);
       }
@@ -402,7 +421,11 @@ export class Simulation {
     try {
       if (grow && members.length < MEMBERS_MAX && this.#nextNumber <= NODE_NUMBER_MAX) {
         const node = new SimNode(this.#nextNumber);
-        const index = core.proposeMembershipChange({ type: "addLearner", id: node.id, url: node.url });
+        const index = core.proposeMembershipChange({
+          type: "addLearner",
+          id: node.id,
+          url: node.url,
+        });
         this.#nextNumber += 1;
         this.#trace(`${leader.id} proposes adding learner ${node.id} at ${index}`);
         this.#addNode(node);
@@ -426,7 +449,9 @@ export class Simulation {
     const leader = this.#pickOne(this.#leaders());
     if (leader === undefined) return;
     const core = leader.core!;
-    const voters = core.confState().members.filter((member) => member.voter && member.id !== leader.id);
+    const voters = core.confState().members.filter((member) =>
+      member.voter && member.id !== leader.id
+    );
     const target = this.#pickOne(voters);
     if (target === undefined) return;
     this.#current = leader.id;
@@ -447,7 +472,10 @@ export class Simulation {
     if (index <= core.snapshotIndex()) return;
     const state = node.sm.state();
     if (state.index !== index) {
-      this.checker.fail(node.id, `core says applied ${index}, the state machine is at ${state.index}`);
+      this.checker.fail(
+        node.id,
+        `core says applied ${index}, the state machine is at ${state.index}`,
+      );
     }
     this.#current = node.id;
     const metadata = core.snapshotMetadataAt(index);
@@ -462,7 +490,9 @@ export class Simulation {
   // ---- liveness --------------------------------------------------------------------------
 
   #livenessFail(what: string): never {
-    throw new SafetyViolation(`Liveness violated (seed ${this.options.seed}, step ${this.#step}): ${what}`);
+    throw new SafetyViolation(
+      `Liveness violated (seed ${this.options.seed}, step ${this.#step}): ${what}`,
+    );
   }
 
   /**
@@ -474,7 +504,11 @@ export class Simulation {
     const faults = this.network.faults;
     this.network.heal();
     this.#healAtStep = 0;
-    this.network.setFaults({ dropRatio: 0, duplicateRatio: 0, delayStepsMax: Math.min(2, faults.delayStepsMax) });
+    this.network.setFaults({
+      dropRatio: 0,
+      duplicateRatio: 0,
+      delayStepsMax: Math.min(2, faults.delayStepsMax),
+    });
     for (const node of this.#nodes.values()) {
       node.pausedUntilStep = 0;
       node.crashAtPhase = undefined;
@@ -485,7 +519,9 @@ export class Simulation {
     const timeout = this.options.electionTimeoutTicks;
     while (this.#leaders().length === 0) {
       if (this.#step - start > LEADER_TIMEOUTS_MAX * timeout) {
-        this.#livenessFail(`no leader ${LEADER_TIMEOUTS_MAX * timeout} steps after the faults stopped`);
+        this.#livenessFail(
+          `no leader ${LEADER_TIMEOUTS_MAX * timeout} steps after the faults stopped`,
+        );
       }
       this.#runStep(false);
     }
@@ -520,7 +556,7 @@ export class Simulation {
   /** Live members (of the newest leader's configuration) that have not applied `index`. */
   #lagging(index: Index): string[] {
     const leaders = this.#leaders().sort((a, b) => b.core!.term - a.core!.term);
-    const members = leaders[0]?.core!.confState().members ?? [];
+    const members = leaders[0]?.core?.confState().members ?? [];
     const lagging: string[] = [];
     if (leaders.length === 0) lagging.push("no leader");
     for (const member of members) {
