@@ -46,7 +46,10 @@ export async function joinCluster(
         return;
       }
       if (response.status === 409 && text.includes("already a member")) return;
-      logger.warn("join refused; retrying", { status: response.status, answer: text.slice(0, 200) });
+      logger.warn("join refused; retrying", {
+        status: response.status,
+        answer: text.slice(0, 200),
+      });
     } catch (error) {
       logger.warn("join failed; retrying", { error: (error as Error).message });
     }

@@ -29,6 +29,8 @@ const ANSWER_CHARS_MAX = 200;
 
 export interface PeerTransportOptions {
   selfId: NodeId;
+  /** This node's advertised URL, sent along so that a peer that does not know it can answer. */
+  selfUrl?: string;
   clusterId: string;
   logger: Logger;
   /** Deadline of one request to /raft/messages; default PEER_REQUEST_TIMEOUT_MS. */
@@ -100,11 +102,13 @@ export class PeerTransport implements Transport {
   /** Every request in flight, so close() can wait for all of them. */
   readonly #pending = new Set<Promise<void>>();
   #closed = false;
+  readonly #selfUrl: string | undefined;
   /** Messages for a node with no known URL, or for this node. */
   #unroutable = 0;
 
   constructor(options: PeerTransportOptions) {
     this.#selfId = options.selfId;
+    this.#selfUrl = options.selfUrl;
     this.#clusterId = options.clusterId;
     this.#logger = options.logger;
     this.#requestTimeoutMs = options.requestTimeoutMs ?? PEER_REQUEST_TIMEOUT_MS;
@@ -114,6 +118,15 @@ export class PeerTransport implements Transport {
     );
     this.#onUnreachable = options.onUnreachable;
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
+  }
+
+  /**
+   * A peer that wrote to us from `url` while our membership does not name it yet (a node that
+   * joined and has not received the log): answers can reach it. Known peers keep their URL.
+   */
+  learnPeer(id: NodeId, url: string): void {
+    if (this.#closed || id === this.#selfId || this.#peers.has(id)) return;
+    this.#peers.set(id, new Peer(id, url.replace(/\/+$/, "")));
   }
 
   setPeers(peers: ReadonlyMap<NodeId, string>): void {
@@ -277,6 +290,7 @@ export class PeerTransport implements Transport {
       "X-Raft-Cluster": this.#clusterId,
       // For the peer's logs only; encoded since a header value must be Latin-1.
       "X-Raft-From": encodeURIComponent(this.#selfId),
+      ...(this.#selfUrl === undefined ? {} : { "X-Raft-From-Url": this.#selfUrl }),
     };
     for (let attempt = 1;; attempt++) {
       const signal = AbortSignal.any([this.#closing.signal, AbortSignal.timeout(timeoutMs)]);

@@ -23,6 +23,8 @@ export interface RaftRoutesDeps {
   selfId: NodeId;
   clusterId: string;
   logger: Logger;
+  /** A sender's URL from its X-Raft-From-Url header, for peers our membership does not name. */
+  learnPeer?: (id: NodeId, url: string) => void;
 }
 
 interface Endpoint {
@@ -84,6 +86,14 @@ async function handle(c: Context, deps: RaftRoutesDeps, endpoint: Endpoint): Pro
   }
   const problem = endpoint.check(messages);
   if (problem !== undefined) return c.json({ error: problem }, 400);
+  const fromUrl = c.req.header("X-Raft-From-Url");
+  if (
+    fromUrl !== undefined && deps.learnPeer !== undefined && /^https?:\/\/[^\s]+$/.test(fromUrl)
+  ) {
+    for (const from of new Set(messages.map((message) => message.from))) {
+      deps.learnPeer(from, fromUrl);
+    }
+  }
   return stepAll(c, deps, messages);
 }
 

@@ -12,7 +12,13 @@ import {
   validateRaftConfig,
   XorShiftPrng,
 } from "../raft/mod.ts";
-import { checkIdentity, IdentityMismatchError, KvStateMachine, type NodeStore, openNodeStore } from "../kv/mod.ts";
+import {
+  checkIdentity,
+  IdentityMismatchError,
+  KvStateMachine,
+  type NodeStore,
+  openNodeStore,
+} from "../kv/mod.ts";
 import { createApp } from "./app.ts";
 import { Metrics } from "./metrics.ts";
 import { PeerTransport } from "./peer_transport.ts";
@@ -70,7 +76,9 @@ export const timerClock: Clock = {
 };
 
 /** The core counts time in ticks: a tick is half a heartbeat interval. */
-export function ticksFor(options: Pick<ServeOptions, "electionTimeoutMs" | "heartbeatIntervalMs">): {
+export function ticksFor(
+  options: Pick<ServeOptions, "electionTimeoutMs" | "heartbeatIntervalMs">,
+): {
   tickMs: number;
   heartbeatIntervalTicks: number;
   electionTimeoutTicks: number;
@@ -109,6 +117,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     let reportUnreachable: (peer: NodeId) => void = () => {};
     const transport = new PeerTransport({
       selfId: id,
+      selfUrl: advertise,
       clusterId,
       logger,
       onUnreachable: (peer) => reportUnreachable(peer),
@@ -138,7 +147,13 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       logger,
       metrics: new Metrics(),
       requestTimeoutMs: options.requestTimeoutMs,
-      raftRoutes: createRaftRoutes({ node, selfId: id, clusterId, logger }),
+      raftRoutes: createRaftRoutes({
+        node,
+        selfId: id,
+        clusterId,
+        logger,
+        learnPeer: (peer, url) => transport.learnPeer(peer, url),
+      }),
       clusterId,
     });
     handler = (request) => app.fetch(request);
@@ -160,7 +175,9 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       server.finished.then(() => stopping?.then(resolve, reject));
     });
     finished.catch(() => {});
-    if (options.join !== undefined) joinCluster({ joinUrl: options.join, selfUrl: advertise, node, logger });
+    if (options.join !== undefined) {
+      joinCluster({ joinUrl: options.join, selfUrl: advertise, node, logger });
+    }
     logger.info("serving", { id, url: advertise, clusterId, dir: options.dir });
     return { id, port, url: advertise, finished, stop };
   } catch (error) {
@@ -210,10 +227,13 @@ async function prepareDir(
   if (stored !== undefined) {
     checkIdentity(stored, { nodeId: context.id });
     if (context.join === undefined && stored.clusterId !== clusterId) {
-      context.logger.warn("--peers differs from the members this dir was created with; using the stored state", {
-        storedClusterId: stored.clusterId,
-        peersClusterId: clusterId,
-      });
+      context.logger.warn(
+        "--peers differs from the members this dir was created with; using the stored state",
+        {
+          storedClusterId: stored.clusterId,
+          peersClusterId: clusterId,
+        },
+      );
     }
     return stored.clusterId;
   }
@@ -224,7 +244,9 @@ async function prepareDir(
   }
   const persisted = await store.storage.load();
   if (persisted.entries.length > 0 || persisted.snapshot !== undefined) {
-    throw new IdentityMismatchError("Cannot use this data dir: it holds a log but no node identity");
+    throw new IdentityMismatchError(
+      "Cannot use this data dir: it holds a log but no node identity",
+    );
   }
   const { entries, hardState } = bootstrapState(context.peers);
   await store.storage.append(entries, hardState);

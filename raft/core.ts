@@ -538,8 +538,11 @@ export class RaftCore {
       this.#leader.addPeer(change.id);
     } else if (change.type === "remove") {
       this.#leader.removePeer(change.id);
-      // A leader that removed itself steps down once the change is committed.
-      if (change.id === this.id) this.#becomeFollower(this.#term, null);
+      // A leader that removed itself steps down, and has an up-to-date voter campaign at once.
+      if (change.id === this.id) {
+        this.#leader.handOff();
+        this.#becomeFollower(this.#term, null);
+      }
     }
   }
 

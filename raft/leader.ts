@@ -166,8 +166,13 @@ export class Leader {
   #sendAppends(to: NodeId, sendEmpty: boolean): void {
     const pr = this.#progress.get(to);
     if (pr === undefined) return;
+    // A probe whose match is unknown goes out even with no new entries: its answer finds
+    // where the follower's log matches (the follower may have lost everything).
+    const probe = pr.state === "probe" && pr.match < pr.next - 1;
     let sent = false;
-    while (!pr.isPaused() && (pr.next <= this.#host.log.lastIndex() || (sendEmpty && !sent))) {
+    while (
+      !pr.isPaused() && (pr.next <= this.#host.log.lastIndex() || ((sendEmpty || probe) && !sent))
+    ) {
       if (!this.#sendAppend(to, pr)) return;
       sent = true;
     }
@@ -264,6 +269,17 @@ export class Leader {
     this.readStates.push(
       ...this.reads.takeConfirmed(this.#host.membership().voters(), this.#host.id),
     );
+  }
+
+  /** Sends TimeoutNow to the voter whose log matches this leader's, if there is one. */
+  handOff(): void {
+    const lastIndex = this.#host.log.lastIndex();
+    for (const id of this.#host.membership().voters()) {
+      if (id !== this.#host.id && this.#progress.get(id)?.match === lastIndex) {
+        this.#host.send({ type: "timeoutNow", to: id });
+        return;
+      }
+    }
   }
 
   /** The transport could not deliver to `id`: stop pipelining to it and probe instead. */

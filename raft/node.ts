@@ -61,6 +61,7 @@ export class RaftNode implements RaftNodeApi {
   #snapshotting = false;
   #leader: NodeId | null = null;
   #fatal: Error | undefined;
+  #peersKey: string | undefined;
 
   private constructor(options: RaftNodeOptions, core: RaftCore) {
     this.#options = options;
@@ -282,6 +283,8 @@ export class RaftNode implements RaftNodeApi {
 
   async #turn(ready: Ready): Promise<void> {
     this.counters.readyTurns++;
+    // A member added in this turn must be reachable before the first message to it leaves.
+    this.#updatePeers();
     const { storage, transport } = this.#options;
     if (ready.snapshot !== undefined) {
       await storage.saveSnapshot(ready.snapshot, { discardLog: true });
@@ -495,11 +498,15 @@ export class RaftNode implements RaftNodeApi {
     return new NotLeaderError(leader?.id ?? null, leader?.url);
   }
 
+  /** Tells the transport the members' URLs when they changed. */
   #updatePeers(): void {
     const peers = new Map<NodeId, string>();
     for (const member of this.#core.confState().members) {
       if (member.id !== this.id) peers.set(member.id, member.url);
     }
+    const key = [...peers].join(" ");
+    if (key === this.#peersKey) return;
+    this.#peersKey = key;
     this.#options.transport.setPeers(peers);
   }
 

@@ -10,11 +10,13 @@ import {
   httpRequest,
   type NodeProcess,
   waitApplied,
+  waitFor,
 } from "./_harness.ts";
 
 // deno-lint-ignore no-console
 const print = console.log;
 
+const REQUEST_TIMEOUT_MS = 3_000;
 const JSON_HEADERS = { "Content-Type": "application/json" };
 const METRIC_NAMES = [
   "raftkv_term",
@@ -63,7 +65,6 @@ async function crudThrough(node: NodeProcess, leader: NodeProcess, tag: string):
   assert.equal(set.json?.ok, true);
   const setIndex = writeIndex(set, `${tag} set`);
   assertRaftHeaders(set, leader, `${tag} set`);
-  assert.ok(Number(set.headers.get("X-Raft-Index")) >= setIndex, `${tag}: applied index`);
 
   const get = await httpRequest(`${node.url}/get?key=${key}`);
   assertAnswer(get, 200, { key, value: "v1", index: setIndex }, `${tag} get`);
@@ -181,7 +182,10 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
-    const cluster = await Cluster.start(3);
+    // A short server deadline keeps the 504 and 503 cases below quick.
+    const cluster = await Cluster.start(3, {
+      extraArgs: ["--request-timeout-ms", String(REQUEST_TIMEOUT_MS)],
+    });
     try {
       const leader = await cluster.leader();
       const followers = cluster.followers(leader);
@@ -208,6 +212,24 @@ Deno.test({
       await t.step("set, get, cas and delete through every node", async () => {
         for (const [tag, node] of entries) await crudThrough(node, leader, tag);
       });
+
+      await t.step(
+        "the answer to a write reflects an applied index at or above the write",
+        async () => {
+          // X-Raft-Index is "the applied index it reflects": the write itself is applied when it
+          // is acknowledged, so a client may use either number as min_index.
+          const low: string[] = [];
+          for (const [tag, node] of entries) {
+            for (let i = 0; i < 5; i++) {
+              const set = await post(`${node.url}/set`, { key: `reflects-${tag}`, value: `${i}` });
+              const index = writeIndex(set, `${tag} set`);
+              const header = Number(set.headers.get("X-Raft-Index"));
+              if (header < index) low.push(`${tag}: X-Raft-Index ${header} < index ${index}`);
+            }
+          }
+          assert.deepEqual(low, [], "X-Raft-Index below the index of the acknowledged write");
+        },
+      );
 
       await t.step(
         "parameters from the query, a JSON body or a form body, with each method",
@@ -322,6 +344,38 @@ Deno.test({
           }
         }
       });
+
+      await t.step(
+        "without a quorum: 504 for a proposed write, then 503 with Retry-After",
+        async () => {
+          await Promise.all(followers.map((node) => node.kill()));
+          // Sent at once: the leader has not noticed yet, so it proposes and cannot commit.
+          const proposed = await post(`${leader.url}/set`, { key: "lost-quorum", value: "x" });
+          assert.equal(proposed.status, 504, `a proposed write without quorum: ${proposed.text}`);
+          assert.equal(proposed.json?.error, "timeout");
+          assert.equal(proposed.json?.outcome, "unknown");
+          // CheckQuorum: the leader steps down once it has not heard from a majority.
+          await waitFor("the lone leader to step down", async () => {
+            const status = await leader.status();
+            return status.role !== "leader" ? true : undefined;
+          }, { timeoutMs: 30_000 });
+          const refused = await post(`${leader.url}/set`, { key: "no-leader", value: "x" });
+          assert.equal(refused.status, 503, `a write with no leader: ${refused.text}`);
+          assert.equal(refused.json?.error, "no leader");
+          assert.ok(refused.headers.get("Retry-After"), "503 without Retry-After");
+          const read = await httpRequest(`${leader.url}/get?key=x`);
+          assert.equal(read.status, 503, `a linearizable read with no leader: ${read.text}`);
+          assert.ok(read.headers.get("Retry-After"), "503 without Retry-After");
+          assert.equal(typeof read.json?.error, "string");
+          const ready = await httpRequest(`${leader.url}/ready`);
+          assert.equal(ready.status, 503, ready.text);
+          const health = await httpRequest(`${leader.url}/health`);
+          assert.equal(health.status, 200, health.text);
+          // A stale read is local: it still answers.
+          const stale = await httpRequest(`${leader.url}/get?key=x&consistency=stale`);
+          assertAnswer(stale, 200, undefined, "a stale read with no leader");
+        },
+      );
     } catch (error) {
       print(cluster.logs());
       throw error;

@@ -80,7 +80,7 @@ async function runOne(run: RunState, client: number, random: () => number, n: nu
     : { type: "delete" };
   const id = run.recorder.invoke(client, key, input);
   try {
-    const answer = await call(server, key, input);
+    const answer = await call(server, key, input, run.unexpected);
     if (answer === "refused") run.recorder.fail(id);
     else if (answer === "unknown") run.recorder.indeterminate(id);
     else {
@@ -100,19 +100,24 @@ type Answer =
   | { output: NonNullable<Operation["completion"]>["output"]; seen?: string | null };
 
 /** Maps the HTTP answer to the history: 503 did not happen; 504 and the rest are unknown. */
-async function call(server: RaftkvClient, key: string, input: OpInput): Promise<Answer> {
+async function call(
+  server: RaftkvClient,
+  key: string,
+  input: OpInput,
+  unexpected: number[],
+): Promise<Answer> {
   switch (input.type) {
     case "get": {
       const response = await server.get(key, { consistency: "linearizable" });
       if (response.status === 200 || (response.status === 404 && response.body.key === key)) {
         return { output: { type: "get", value: response.value }, seen: response.value };
       }
-      return response.status === 503 ? "refused" : unexpectedOr(response.status, "unknown");
+      return response.status === 503 ? "refused" : unexpectedOr(unexpected, response.status);
     }
     case "set": {
       const response = await server.set(key, input.value);
       if (response.status === 200) return { output: { type: "set" }, seen: input.value };
-      return response.status === 503 ? "refused" : unexpectedOr(response.status, "unknown");
+      return response.status === 503 ? "refused" : unexpectedOr(unexpected, response.status);
     }
     case "cas": {
       const response = await server.cas(key, input.expected, input.value);
@@ -123,24 +128,22 @@ async function call(server: RaftkvClient, key: string, input: OpInput): Promise<
           seen: response.current,
         };
       }
-      return response.status === 503 ? "refused" : unexpectedOr(response.status, "unknown");
+      return response.status === 503 ? "refused" : unexpectedOr(unexpected, response.status);
     }
     case "delete": {
       const response = await server.delete(key);
       if (response.status === 200) {
         return { output: { type: "delete", deleted: response.deleted }, seen: null };
       }
-      return response.status === 503 ? "refused" : unexpectedOr(response.status, "unknown");
+      return response.status === 503 ? "refused" : unexpectedOr(unexpected, response.status);
     }
   }
 }
 
-const unexpectedStatuses: number[] = [];
-
 /** 504 (and a 500 "storage failure, outcome unknown") are unknown outcomes; others are odd. */
-function unexpectedOr(status: number, answer: Answer): Answer {
-  if (status !== 504 && status !== 500) unexpectedStatuses.push(status);
-  return answer;
+function unexpectedOr(unexpected: number[], status: number): Answer {
+  if (status !== 504 && status !== 500) unexpected.push(status);
+  return "unknown";
 }
 
 async function clientLoop(run: RunState, client: number, seed: number): Promise<void> {
@@ -198,7 +201,7 @@ async function finalReads(run: RunState): Promise<void> {
   const server = new RaftkvClient({ servers: [leader.url], timeoutMs: CLIENT_TIMEOUT_MS });
   for (const key of KEYS) {
     const id = run.recorder.invoke(CLIENTS, key, { type: "get" });
-    const answer = await call(server, key, { type: "get" });
+    const answer = await call(server, key, { type: "get" }, run.unexpected);
     assert.ok(typeof answer === "object", `final read of ${key} failed: ${answer}`);
     run.recorder.complete(id, answer.output);
   }
@@ -206,8 +209,6 @@ async function finalReads(run: RunState): Promise<void> {
 
 Deno.test({
   name: "a history of concurrent clients through a leader kill and a partition is linearizable",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const seed = Number(Deno.env.get("RAFTKV_SEED") ?? Math.floor(Math.random() * 1_000_000));
     const testStartMs = performance.now();
@@ -223,7 +224,7 @@ Deno.test({
       ),
       lastSeen: new Map(),
       endMs: startMs + RUN_MS,
-      unexpected: unexpectedStatuses,
+      unexpected: [],
       events: [],
       startMs,
     };

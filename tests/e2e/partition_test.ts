@@ -48,8 +48,6 @@ async function termOf(node: NodeProcess): Promise<number> {
 Deno.test({
   name:
     "a leader cut off from the majority stops acknowledging; the majority goes on; all converge",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const cluster = await ProxiedCluster.start(3, { extraArgs: EXTRA_ARGS });
     try {
@@ -154,8 +152,6 @@ async function readAll(node: NodeProcess, keys: string[]): Promise<Map<string, s
 
 Deno.test({
   name: "a one-way cut from the leader to a follower causes no leader flip-flop (Pre-Vote)",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const cluster = await ProxiedCluster.start(3, { extraArgs: EXTRA_ARGS });
     try {

@@ -196,18 +196,62 @@ function stateKey(state: RegisterValue): string {
 }
 
 /**
- * The calls that may be linearized next: those before the first return still in the list.
- * Determinate operations are tried before indeterminate ones, so that an operation that may
- * never have happened is placed only where a later answer needs it: in a valid history with
- * many timeouts, this finds an order without wandering through their subsets.
+ * Stands for every value written only by indeterminate operations and never seen by anyone.
+ * No answer can mention it, so such writes are interchangeable: one of them stands for all.
  */
-function candidates(head: Entry, ops: readonly Operation[]): Entry[] {
-  const determinate: Entry[] = [];
-  const indeterminate: Entry[] = [];
-  for (let entry = head.next; entry !== undefined && entry.call; entry = entry.next) {
-    (ops[entry.op].completion === undefined ? indeterminate : determinate).push(entry);
+const UNSEEN = "\u0000unseen";
+
+/**
+ * What the search needs of one key's operations: the inputs, with values nobody saw replaced
+ * by UNSEEN in indeterminate writes, and for each indeterminate operation its effect class.
+ * Two indeterminate operations of the same class have the same effect on every state, and
+ * neither has a return that constrains it, so only the earliest one still unplaced needs to
+ * be tried: any order using a later one works with the earliest in its place.
+ */
+interface Prepared {
+  ops: readonly Operation[];
+  inputs: OpInput[];
+  /** undefined for a determinate operation. */
+  classes: (string | undefined)[];
+}
+
+function prepare(ops: readonly Operation[]): Prepared {
+  const seen = new Set<string>();
+  for (const op of ops) {
+    if (op.input.type === "cas" && op.input.expected !== null) seen.add(op.input.expected);
+    const output = op.completion?.output;
+    if (output?.type === "get" && output.value !== null) seen.add(output.value);
+    if (output?.type === "cas" && typeof output.current === "string") seen.add(output.current);
   }
-  return determinate.concat(indeterminate);
+  const inputs = ops.map((op): OpInput => {
+    const input = op.input;
+    if (op.completion !== undefined || input.type === "get" || input.type === "delete") {
+      return input;
+    }
+    return seen.has(input.value) ? input : { ...input, value: UNSEEN };
+  });
+  const classes = ops.map((op, i) =>
+    op.completion === undefined ? JSON.stringify(inputs[i]) : undefined
+  );
+  return { ops, inputs, classes };
+}
+
+/**
+ * The calls that may be linearized next: those before the first return still in the list,
+ * keeping only the earliest indeterminate call of each effect class.
+ */
+function candidates(head: Entry, prepared: Prepared): Entry[] {
+  const result: Entry[] = [];
+  const classes = new Set<string>();
+  for (let entry = head.next; entry !== undefined && entry.call; entry = entry.next) {
+    const effect = prepared.classes[entry.op];
+    if (effect !== undefined) {
+      if (classes.has(effect)) continue;
+      classes.add(effect);
+    }
+    result.push(entry);
+  }
+  return result;
 }
 
 interface Frame {
@@ -221,6 +265,7 @@ interface Frame {
 
 /** Lowe's just-in-time linearization search over one key's operations. */
 function checkKey(key: string, ops: readonly Operation[], budget: Budget): KeyResult {
+  const prepared = prepare(ops);
   const head = buildList(ops);
   const linearized = new Bitset(ops.length);
   const cache = new Set<string>();
@@ -229,7 +274,7 @@ function checkKey(key: string, ops: readonly Operation[], budget: Budget): KeyRe
   let determinateLeft = ops.filter((op) => op.completion !== undefined).length;
   let best: { order: number[]; states: RegisterValue[]; blocked: number } | undefined;
   let steps = 0;
-  let choices = candidates(head, ops);
+  let choices = candidates(head, prepared);
   let next = 0;
   while (true) {
     // Only indeterminate operations are left: they go last, where nothing observes them.
@@ -240,8 +285,10 @@ function checkKey(key: string, ops: readonly Operation[], budget: Budget): KeyRe
     if (next < choices.length) {
       const call = choices[next++];
       const op = ops[call.op];
-      const after = stepRegister(state, op.input, op.completion?.output);
+      const after = stepRegister(state, prepared.inputs[call.op], op.completion?.output);
       if (after === undefined) continue;
+      // An indeterminate operation that changes nothing here is as well placed at the end.
+      if (op.completion === undefined && after === state) continue;
       linearized.set(call.op);
       const configuration = `${linearized.key()}|${stateKey(after)}`;
       if (cache.has(configuration)) {
@@ -256,7 +303,7 @@ function checkKey(key: string, ops: readonly Operation[], budget: Budget): KeyRe
       state = after;
       if (op.completion !== undefined) determinateLeft--;
       lift(call);
-      choices = candidates(head, ops);
+      choices = candidates(head, prepared);
       next = 0;
       continue;
     }
@@ -292,24 +339,37 @@ function report(
 ): string {
   const placed = new Set(best.order);
   const blocked = ops[best.blocked];
-  const lastState = best.states.at(-1) ?? null;
+  const label = (state: RegisterValue | undefined) =>
+    state === UNSEEN ? "(a value nobody read)" : JSON.stringify(state ?? null);
   const tail = best.order.slice(-REPORT_TAIL_OPS).map((index, i, slice) => {
     const state = best.states[best.order.length - slice.length + i];
-    return `  ${describeOperation(ops[index])}  -> ${JSON.stringify(state)}`;
+    return `  ${describeOperation(ops[index])}  -> ${label(state)}`;
   });
+  // The operations that overlap the blocked one in time: one of them is usually the culprit.
   const blockedEnd = blocked.completion?.completeMs ?? Infinity;
-  const concurrent = ops.filter((op, index) =>
-    !placed.has(index) && index !== best.blocked && op.invokeMs <= blockedEnd
-  ).slice(0, REPORT_TAIL_OPS).map((op) => `  ${describeOperation(op)}`);
+  const overlapping = ops.filter((op, index) =>
+    !placed.has(index) && index !== best.blocked && op.invokeMs <= blockedEnd &&
+    (op.completion?.completeMs ?? Infinity) >= blocked.invokeMs
+  );
+  const determinate = overlapping.filter((op) => op.completion !== undefined);
+  const indeterminate = overlapping.filter((op) => op.completion === undefined);
+  const shown = [...determinate, ...indeterminate].slice(0, REPORT_TAIL_OPS);
   return [
     `Key ${JSON.stringify(key)} is not linearizable: the longest valid order places ` +
     `${best.order.length} of ${ops.length} operations, ending with the value ` +
-    `${JSON.stringify(lastState)}:`,
+    `${label(best.states.at(-1))}:`,
     ...(best.order.length > REPORT_TAIL_OPS ? ["  ..."] : []),
     ...tail,
     `and then this operation can be placed neither there nor later:`,
     `  ${describeOperation(blocked)}`,
-    ...(concurrent.length > 0 ? ["other operations not placed that began before it ended:"] : []),
-    ...concurrent,
+    ...(shown.length > 0 ? ["operations not placed that overlap it in time:"] : []),
+    ...shown.map((op) => `  ${describeOperation(op)}`),
+    ...(overlapping.length > shown.length
+      ? [
+        `  ... and ${
+          overlapping.length - shown.length
+        } more (${indeterminate.length} indeterminate)`,
+      ]
+      : []),
   ].join("\n");
 }

@@ -362,3 +362,75 @@ Deno.test("checkHistory() rejects random histories with one read corrupted", () 
     assertResult(checkHistory(history, { timeMaxMs: 20_000 }), "illegal");
   }
 });
+
+Deno.test("checkHistory() treats interchangeable indeterminate writes as one, soundly", () => {
+  const ops: Operation[] = [op("k", set("a"), [0, 1], SET)];
+  // A burst of timeouts (a leader died): none of their values was ever seen.
+  for (let i = 0; i < 150; i++) {
+    const input = i % 3 === 0 ? DELETE : i % 3 === 1 ? set(`lost${i}`) : cas("a", `lost${i}`);
+    ops.push(op("k", input, [2 + i / 100], undefined, 1 + (i % 12)));
+  }
+  ops.push(op("k", READ, [10, 11], get(null), 20));
+  ops.push(op("k", set("b"), [12, 13], SET, 20));
+  // Needs one of the unseen writes to have happened after the first delete, before this one.
+  ops.push(op("k", DELETE, [14, 15], deleted(true), 20));
+  ops.push(op("k", DELETE, [16, 17], deleted(true), 20));
+  assertResult(checkHistory(ops, { timeMaxMs: 5_000 }), "ok");
+  ops.push(op("k", READ, [18, 19], get("b"), 20));
+  assertResult(checkHistory(ops, { timeMaxMs: 5_000 }), "illegal");
+});
+
+/** Every order of the operations allowed by real time, each indeterminate one in or out. */
+function bruteForce(ops: Operation[]): boolean {
+  const returnMs = (o: Operation) => o.completion?.completeMs ?? Infinity;
+  const search = (placed: Set<number>, state: string | null): boolean => {
+    if (ops.every((o, i) => placed.has(i) || o.completion === undefined)) return true;
+    for (const [i, o] of ops.entries()) {
+      if (placed.has(i)) continue;
+      // o may go next only if no unplaced operation returned before o was invoked.
+      if (ops.some((p, j) => j !== i && !placed.has(j) && returnMs(p) < o.invokeMs)) continue;
+      const next = stepRegister(state, o.input, o.completion?.output);
+      if (next === undefined) continue;
+      if (search(new Set([...placed, i]), next)) return true;
+    }
+    return false;
+  };
+  return search(new Set(), null);
+}
+
+Deno.test("checkHistory() agrees with a brute-force search on small random histories", () => {
+  const random = prng(42);
+  const pick = <T>(items: T[]): T => items[Math.floor(random() * items.length)];
+  const values = ["a", "b", "c"];
+  let illegal = 0;
+  for (let round = 0; round < 1_500; round++) {
+    const ops: Operation[] = [];
+    const count = 2 + Math.floor(random() * 5);
+    for (let i = 0; i < count; i++) {
+      const invokeMs = Math.floor(random() * 10);
+      const span: [number, number] = [invokeMs, invokeMs + Math.floor(random() * 6)];
+      const kind = Math.floor(random() * 4);
+      const indeterminate = kind !== 0 && random() < 0.3;
+      const value = `${pick(values)}${random() < 0.3 ? i : ""}`;
+      const [input, output]: [OpInput, OpOutput] = kind === 0
+        ? [READ, get(random() < 0.2 ? null : pick(values))]
+        : kind === 1
+        ? [set(value), SET]
+        : kind === 2
+        ? [
+          cas(random() < 0.2 ? null : pick(values), value),
+          random() < 0.5 ? casOk : casFailed(random() < 0.2 ? null : pick(values)),
+        ]
+        : [DELETE, deleted(random() < 0.5)];
+      ops.push(op("k", input, span, indeterminate ? undefined : output, i));
+    }
+    const expected = bruteForce(ops) ? "ok" : "illegal";
+    if (expected === "illegal") illegal++;
+    assert.equal(
+      checkHistory(ops).result,
+      expected,
+      `round ${round}:\n${ops.map((o) => JSON.stringify(o)).join("\n")}`,
+    );
+  }
+  assert.ok(illegal > 100 && illegal < 1_400, `unbalanced sample: ${illegal} illegal`);
+});

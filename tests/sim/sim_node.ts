@@ -24,6 +24,8 @@ export interface NodeEnv {
   crash(node: SimNode, why: string): void;
   /** An entry was applied on `node`. */
   onApplied(node: SimNode, entry: Entry): void;
+  /** A linearizable read was answered on `node`. */
+  onReadServed(node: SimNode, readId: number): void;
 }
 
 /** Settings shared by every core of one simulation. */
@@ -177,6 +179,8 @@ export class SimNode {
       case "append":
         if (ready.entries.length === 0 && ready.hardState === undefined) return;
         checker.onAppend(this.id, this.storage, ready, term);
+        // Stored entries are shared with the core's log and with messages: none may change.
+        for (const entry of ready.entries) Object.freeze(entry);
         this.storage.appendSync(ready.entries, ready.hardState);
         checker.afterAppend(this.id, this.storage);
         return;
@@ -224,6 +228,7 @@ export class SimNode {
       if (request.index === undefined || request.index > applied.index) continue;
       env.checker.onReadServed(this.id, readId, applied, request.ackedAtAsk);
       this.reads.delete(readId);
+      env.onReadServed(this, readId);
     }
   }
 }

@@ -13,6 +13,8 @@ export interface SimOptions {
   network: NetworkFaults;
   /** Per-step chances of each fault and operation (proposals may exceed 1: several a step). */
   crashRatio: number;
+  /** A crashed node restarts within this many election timeouts: long outages need snapshots. */
+  downTimeoutsMax: number;
   pauseRatio: number;
   partitionRatio: number;
   membershipRatio: number;
@@ -65,6 +67,7 @@ export function optionsForSeed(seed: number, overrides: Partial<SimOptions> = {}
     readRatio: pick(prng, [0.05, 0.2, 0.5]),
     crashAfterProposeRatio: pick(prng, [0, 0.005, 0.02]),
     largeRatio: pick(prng, [0, 0.01, 0.05, 0.2]),
+    downTimeoutsMax: pick(prng, [4, 8, 30]),
   };
   return { ...options, ...overrides };
 }
@@ -74,7 +77,7 @@ export function describeOptions(options: SimOptions): string {
   const n = options.network;
   return `seed ${options.seed}: ${options.nodeCount} nodes, ${options.steps} steps, election ` +
     `${options.electionTimeoutTicks} ticks, heartbeat ${options.heartbeatIntervalTicks}, drop ${n.dropRatio}, ` +
-    `dup ${n.duplicateRatio}, delay ≤${n.delayStepsMax}, crash ${options.crashRatio}, pause ${options.pauseRatio}, ` +
+    `dup ${n.duplicateRatio}, delay ≤${n.delayStepsMax}, crash ${options.crashRatio} (down ≤${options.downTimeoutsMax} timeouts), pause ${options.pauseRatio}, ` +
     `partition ${options.partitionRatio}, membership ${options.membershipRatio}, transfer ` +
     `${options.transferRatio}, snapshot ${options.snapshotRatio}, propose ${options.proposeRatio}, read ` +
     `${options.readRatio}, crash after propose ${options.crashAfterProposeRatio}, large ${options.largeRatio}`;

@@ -13,14 +13,12 @@ import { commandKey, SafetyChecker, SafetyViolation } from "./invariants.ts";
 import { describeMessage, SimNetwork } from "./network.ts";
 import { type CoreSettings, deriveSeed, type NodeEnv, PHASES, SimNode } from "./sim_node.ts";
 import type { SimOptions } from "./sim_options.ts";
+import { checkLiveness } from "./liveness.ts";
 
 /** Largest node number the membership changes create (fresh ids only: n1..n12). */
 export const NODE_NUMBER_MAX = 12;
 /** Members a cluster may grow to. */
 export const MEMBERS_MAX = 7;
-/** Liveness bounds after the faults stop, in election timeouts (steps ≈ ticks). */
-export const LEADER_TIMEOUTS_MAX = 40;
-export const COMMIT_TIMEOUTS_MAX = 80;
 
 export interface SimStats {
   leaderTerms: number;
@@ -35,6 +33,7 @@ export interface SimStats {
   snapshotsTaken: number;
   snapshotsInstalled: number;
   membershipChanges: number;
+  promotions: number;
   transfers: number;
   messagesSent: number;
   messagesDropped: number;
@@ -74,6 +73,7 @@ export class Simulation {
     snapshotsTaken: 0,
     snapshotsInstalled: 0,
     membershipChanges: 0,
+    promotions: 0,
     transfers: 0,
     messagesSent: 0,
     messagesDropped: 0,
@@ -88,6 +88,10 @@ export class Simulation {
   #nextNumber: number;
   #readId = 0;
   #healAtStep = 0;
+  #faulty = true;
+  /** The read the liveness phase waits for; its readId becomes 0 once served. */
+  #livenessRead: { node: SimNode; readId: number } | undefined = undefined;
+  #promotions = new Set<Index>();
   /** Removed members and the step at which their process is shut down. */
   #retireAtStep = new Map<NodeId, number>();
   /** The node being called into, for the report when a core throws. */
@@ -111,6 +115,9 @@ export class Simulation {
       send: (node, message) => this.#send(node, message),
       crash: (node, why) => this.#crash(node, why),
       onApplied: (node, entry) => this.#onApplied(node, entry),
+      onReadServed: (_node, readId) => {
+        if (readId === this.#livenessRead?.readId) this.#livenessRead.readId = 0;
+      },
     };
     const nodes: SimNode[] = [];
     for (let number = 1; number <= options.nodeCount; number++) nodes.push(new SimNode(number));
@@ -136,7 +143,7 @@ export class Simulation {
   run(): SimStats {
     try {
       while (this.#step < this.options.steps) this.#runStep(true);
-      this.#checkLiveness();
+      checkLiveness(this);
     } catch (error) {
       if (error instanceof SafetyViolation) throw error;
       const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
@@ -147,6 +154,7 @@ export class Simulation {
     }
     this.stats.leaderTerms = this.checker.leaderTerms;
     this.stats.readsServed = this.checker.readsServed;
+    this.stats.promotions = this.#promotions.size;
     this.stats.committed = this.checker.committedMax;
     this.stats.acknowledged = this.checker.ackedMax;
     this.stats.messagesSent = this.network.sentCount;
@@ -174,8 +182,13 @@ export class Simulation {
     return [...this.#nodes.values()].filter((node) => node.running);
   }
 
+  /** Running and not paused: the nodes a client or an operator can reach. */
+  #awake(): SimNode[] {
+    return this.#running().filter((node) => node.pausedUntilStep <= this.#step);
+  }
+
   #leaders(): SimNode[] {
-    return this.#running().filter((node) => node.isLeader());
+    return this.#awake().filter((node) => node.isLeader());
   }
 
   #pickOne<T>(values: T[]): T | undefined {
@@ -183,6 +196,7 @@ export class Simulation {
   }
 
   #runStep(faulty: boolean): void {
+    this.#faulty = faulty;
     this.#step += 1;
     this.checker.step = this.#step;
     this.#lifecycle();
@@ -261,13 +275,18 @@ export class Simulation {
   #crash(node: SimNode, why: string): void {
     if (!node.running) return;
     node.stop();
-    node.restartAtStep = this.#step + this.#prng.nextInt(1, 8 * this.options.electionTimeoutTicks);
+    node.restartAtStep = this.#step + this.#prng.nextInt(
+      1,
+      this.options.downTimeoutsMax * this.options.electionTimeoutTicks,
+    );
     this.stats.crashes += 1;
     this.#trace(`${node.id} crashes ${why}; restarts at step ${node.restartAtStep}`);
   }
 
   #onApplied(node: SimNode, entry: Entry): void {
-    if (entry.type !== "config" || entry.change.type !== "remove") return;
+    if (entry.type !== "config") return;
+    if (entry.change.type === "promote") this.#promotions.add(entry.index);
+    if (entry.change.type !== "remove") return;
     const id = entry.change.id;
     if (this.#retireAtStep.has(id)) return;
     this.#retireAtStep.set(id, this.#step + this.#prng.nextInt(0, 100));
@@ -282,7 +301,7 @@ export class Simulation {
     while (count-- > 0) {
       const node = this.#prng.next() < 0.9
         ? this.#pickOne(this.#leaders())
-        : this.#pickOne(this.#running());
+        : this.#pickOne(this.#awake());
       if (node !== undefined) this.#propose(node);
     }
     if (this.#prng.next() < this.options.readRatio) {
@@ -314,14 +333,14 @@ export class Simulation {
     node.proposals.set(index, commandKey(core.term, data));
     node.observe(this.#env);
     this.#trace(`${node.id} proposes ${text} at ${index} in term ${core.term}`);
-    if (this.#prng.next() < this.options.crashAfterProposeRatio) {
+    if (this.#faulty && this.#prng.next() < this.options.crashAfterProposeRatio) {
       node.crashAtPhase = this.#prng.nextInt(0, PHASES.length);
       this.#trace(`${node.id} will crash before ${PHASES[node.crashAtPhase]} of its next turn`);
     }
     return index;
   }
 
-  #read(node: SimNode): void {
+  #read(node: SimNode): number | undefined {
     const readId = ++this.#readId;
     this.stats.readsAsked += 1;
     node.reads.set(readId, { ackedAtAsk: this.checker.ackedMax, index: undefined });
@@ -330,10 +349,11 @@ export class Simulation {
       node.core!.readIndex(readId);
     } catch (error) {
       node.reads.delete(readId);
-      if (isRefusal(error)) return;
+      if (isRefusal(error)) return undefined;
       throw error;
     }
     node.observe(this.#env);
+    return readId;
   }
 
   // ---- faults ----------------------------------------------------------------------------
@@ -346,7 +366,7 @@ export class Simulation {
     if (this.#prng.next() < options.membershipRatio) this.#changeMembership();
     if (this.#prng.next() < options.transferRatio) this.#transfer();
     if (this.#prng.next() < options.snapshotRatio) {
-      const node = this.#pickOne(this.#running());
+      const node = this.#pickOne(this.#awake());
       if (node !== undefined) this.#snapshot(node);
     }
   }
@@ -360,7 +380,14 @@ export class Simulation {
     const node = leader !== undefined && this.#prng.next() < 0.4
       ? leader
       : this.#pickOne(this.#running());
-    if (node !== undefined) this.#crash(node, "at random");
+    if (node === undefined) return;
+    if (this.#prng.next() < 0.5) {
+      this.#crash(node, "at random");
+    } else {
+      // Somewhere inside its next driver turn: between persisting, sending and applying.
+      node.crashAtPhase = this.#prng.nextInt(0, PHASES.length);
+      this.#trace(`${node.id} will crash before ${PHASES[node.crashAtPhase]} of its next turn`);
+    }
   }
 
   /** A process stall (GC pause, VM migration): a leader may wake up deposed without knowing. */
@@ -487,20 +514,10 @@ export class Simulation {
     this.#trace(`${node.id} snapshots at ${index}/${metadata.term}`);
   }
 
-  // ---- liveness --------------------------------------------------------------------------
+  // ---- used by the liveness phase (liveness.ts) ------------------------------------------
 
-  #livenessFail(what: string): never {
-    throw new SafetyViolation(
-      `Liveness violated (seed ${this.options.seed}, step ${this.#step}): ${what}`,
-    );
-  }
-
-  /**
-   * Once the faults stop (network healed, every crashed node restarted), a leader must appear
-   * within a bounded number of steps, and a fresh proposal must then be applied on every live
-   * member; everything in the leader's log before it is applied with it.
-   */
-  #checkLiveness(): void {
+  /** Stops every fault: heals the network, wakes paused nodes, restarts crashed ones. */
+  stopFaults(): void {
     const faults = this.network.faults;
     this.network.heal();
     this.#healAtStep = 0;
@@ -515,46 +532,45 @@ export class Simulation {
       if (!node.running && !node.retired) node.restartAtStep = this.#step;
     }
     this.#trace("faults stop");
-    const start = this.#step;
-    const timeout = this.options.electionTimeoutTicks;
-    while (this.#leaders().length === 0) {
-      if (this.#step - start > LEADER_TIMEOUTS_MAX * timeout) {
-        this.#livenessFail(
-          `no leader ${LEADER_TIMEOUTS_MAX * timeout} steps after the faults stopped`,
-        );
-      }
-      this.#runStep(false);
-    }
-    this.stats.leaderAfterSteps = this.#step - start;
-    let target: { index: Index; key: string } | undefined;
-    for (;;) {
-      if (this.#step - start > COMMIT_TIMEOUTS_MAX * timeout) {
-        const lagging = this.#lagging(target?.index ?? 0).join(", ");
-        this.#livenessFail(
-          `proposal ${target?.index ?? "(none accepted)"} not applied on every live member ` +
-            `${COMMIT_TIMEOUTS_MAX * timeout} steps after the faults stopped (lagging: ${lagging})`,
-        );
-      }
-      if (target === undefined) {
-        const leader = this.#pickOne(this.#leaders());
-        const index = leader === undefined ? undefined : this.#propose(leader);
-        if (index !== undefined) target = { index, key: leader!.proposals.get(index)! };
-      }
-      this.#runStep(false);
-      if (target === undefined) continue;
-      const applied = this.checker.appliedKey(target.index);
-      if (applied !== undefined && applied !== target.key) {
-        this.#trace(`liveness proposal at ${target.index} was lost; proposing again`);
-        target = undefined;
-      } else if (applied !== undefined && this.#lagging(target.index).length === 0) {
-        break;
-      }
-    }
-    this.stats.commitAfterSteps = this.#step - start;
+  }
+
+  /** One step without faults. */
+  calmStep(): void {
+    this.#runStep(false);
+  }
+
+  /** A running leader chosen at random. */
+  someLeader(): SimNode | undefined {
+    return this.#pickOne(this.#leaders());
+  }
+
+  /** Proposes a fresh command on `node`: its index and expected entry key, or undefined. */
+  proposeOn(node: SimNode): { index: Index; key: string } | undefined {
+    const index = this.#propose(node);
+    return index === undefined ? undefined : { index, key: node.proposals.get(index)! };
+  }
+
+  /** Asks a linearizable read on `node` and watches it; false when refused. */
+  readOn(node: SimNode): boolean {
+    const readId = this.#read(node);
+    if (readId !== undefined) this.#livenessRead = { node, readId };
+    return readId !== undefined;
+  }
+
+  /** The watched read: "served", "waiting", or "lost" (refused, failed or its node crashed). */
+  readOutcome(): "served" | "waiting" | "lost" {
+    const read = this.#livenessRead;
+    if (read === undefined) return "lost";
+    if (read.readId === 0) return "served";
+    return read.node.reads.has(read.readId) ? "waiting" : "lost";
+  }
+
+  trace(line: string): void {
+    this.#trace(line);
   }
 
   /** Live members (of the newest leader's configuration) that have not applied `index`. */
-  #lagging(index: Index): string[] {
+  lagging(index: Index): string[] {
     const leaders = this.#leaders().sort((a, b) => b.core!.term - a.core!.term);
     const members = leaders[0]?.core?.confState().members ?? [];
     const lagging: string[] = [];
