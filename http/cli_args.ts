@@ -107,6 +107,14 @@ export const FLAGS: readonly FlagSpec[] = [
     mode: "serve",
   },
   {
+    name: "snapshot-bytes",
+    type: "string",
+    value: "bytes",
+    default: "67108864",
+    help: "Applied command bytes between automatic snapshots",
+    mode: "serve",
+  },
+  {
     name: "log-level",
     type: "string",
     value: "level",
@@ -432,6 +440,7 @@ function serveOptions(values: Values): ServeOptions {
     heartbeatIntervalMs: positiveInteger(values, "heartbeat-ms"),
     requestTimeoutMs: positiveInteger(values, "request-timeout-ms"),
     snapshotEntries: positiveInteger(values, "snapshot-entries"),
+    snapshotBytes: positiveInteger(values, "snapshot-bytes"),
     logLevel: oneOf(values, "log-level", ["debug", "info", "warn", "error"] as const),
     logFormat: oneOf(values, "log-format", ["text", "json"] as const),
   };

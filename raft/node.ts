@@ -61,6 +61,8 @@ export class RaftNode implements RaftNodeApi {
   #snapshotting = false;
   #leader: NodeId | null = null;
   #fatal: Error | undefined;
+  /** What the state machine has applied: ahead of the core's count within a turn. */
+  #applied: Index = 0;
   #peersKey: string | undefined;
 
   private constructor(options: RaftNodeOptions, core: RaftCore) {
@@ -81,6 +83,7 @@ export class RaftNode implements RaftNodeApi {
       options.stateMachine.restore(snapshot.data);
     }
     const node = new RaftNode(options, new RaftCore(options.config, persisted));
+    node.#applied = node.#core.appliedIndex;
     node.#updatePeers();
     node.#loopDone = node.#loop();
     node.#stopTicks = options.clock.every(options.tickMs, () => node.#onTick());
@@ -131,7 +134,7 @@ export class RaftNode implements RaftNodeApi {
   waitApplied(index: Index, options: { timeoutMs: number }): Promise<Index> {
     const { promise, waiter } = deferred<Index>(this.#deadline(options.timeoutMs));
     if (this.#refuse(waiter)) return promise;
-    if (this.#core.appliedIndex >= index) waiter.resolve(this.#core.appliedIndex);
+    if (this.#applied >= index) waiter.resolve(this.#applied);
     else this.#appliedWaiters.add(index, waiter);
     return promise;
   }
@@ -146,7 +149,7 @@ export class RaftNode implements RaftNodeApi {
   }
 
   appliedIndex(): Index {
-    return this.#core.appliedIndex;
+    return this.#applied;
   }
 
   leader(): Member | undefined {
@@ -174,7 +177,7 @@ export class RaftNode implements RaftNodeApi {
       leader: core.leaderId,
       leaderUrl: leader?.url ?? null,
       commitIndex: core.commitIndex,
-      appliedIndex: core.appliedIndex,
+      appliedIndex: this.#applied,
       lastLogIndex: core.lastIndex(),
       snapshotIndex: core.snapshotIndex(),
       members: core.confState().members.map((member) => {
@@ -289,6 +292,7 @@ export class RaftNode implements RaftNodeApi {
     if (ready.snapshot !== undefined) {
       await storage.saveSnapshot(ready.snapshot, { discardLog: true });
       this.#options.stateMachine.restore(ready.snapshot.data);
+      this.#applied = ready.snapshot.metadata.index;
       this.#bytesSinceSnapshot = 0;
       this.counters.snapshotsInstalled++;
       this.#logger.info("snapshot installed", {
@@ -318,7 +322,8 @@ export class RaftNode implements RaftNodeApi {
     this.#core.advance(ready);
     if (ready.snapshot !== undefined || membershipChanged) this.#updatePeers();
     this.#onSoftState(ready);
-    this.#appliedWaiters.release(this.#core.appliedIndex);
+    this.#applied = this.#core.appliedIndex;
+    this.#appliedWaiters.release(this.#applied);
     for (const read of ready.readStates) this.#answerRead(read.readId, read.index);
     for (const failure of ready.readFailures) {
       this.#reads.get(failure.readId)?.waiter.reject(this.#notLeader());
@@ -331,6 +336,7 @@ export class RaftNode implements RaftNodeApi {
   #apply(entries: Entry[]): boolean {
     let membershipChanged = false;
     for (const entry of entries) {
+      this.#applied = entry.index;
       let result: unknown = undefined;
       if (entry.type === "command") {
         result = this.#options.stateMachine.apply(entry.index, entry.data);
@@ -359,7 +365,7 @@ export class RaftNode implements RaftNodeApi {
     const read = this.#reads.get(readId);
     if (read === undefined) return;
     this.#reads.delete(readId);
-    if (this.#core.appliedIndex >= index) read.waiter.resolve(index);
+    if (this.#applied >= index) read.waiter.resolve(index);
     else this.#appliedWaiters.add(index, read.waiter);
   }
 

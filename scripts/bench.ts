@@ -7,40 +7,22 @@
  * machine, fetch at c=64 held 64 sockets but reached about a quarter of wrk's rate on the same
  * node, while a small client of our own matches wrk with a fraction of a core. */
 
-import { parseArgs } from "node:util";
-import { ErrorCounts, LatencyHistogram, type LatencySummaryMs, roundTo } from "./bench_stats.ts";
+import {
+  type BenchOptions,
+  type BenchReport,
+  buildReport,
+  formatReport,
+  helpText,
+  type Op,
+  OPS,
+  type Outcome,
+  parseBenchArgs,
+  PhaseStats,
+  processCpuSeconds,
+  type SeedReport,
+  UsageError,
+} from "./bench_stats.ts";
 
-export type Op = "write" | "read" | "stale" | "cas";
-export const OPS: readonly Op[] = ["write", "read", "stale", "cas"];
-export type Mix = Record<Op, number>;
-
-export interface BenchOptions {
-  connections: number;
-  durationSeconds: number;
-  warmupSeconds: number;
-  valueBytes: number;
-  keys: number;
-  mix: Mix;
-  consistency: "linearizable" | "stale";
-  servers: string[];
-  target: "all" | "leader";
-  params: "json" | "query";
-  seed: boolean;
-  timeoutMs: number;
-  json: boolean;
-}
-
-/** A bad command line: exit code 2. */
-export class UsageError extends Error {
-  override name = "UsageError";
-}
-
-const CONNECTIONS_MAX = 4096;
-const DURATION_SECONDS_MAX = 86_400;
-const KEYS_MAX = 10_000_000;
-/** API.md: a value over 512 KiB is refused with 413. */
-const VALUE_BYTES_MAX = 524_288;
-const TIMEOUT_MS_MAX = 600_000;
 const HEAD_BYTES_MAX = 65_536;
 const BODY_BYTES_MAX = 8 * 1024 * 1024;
 /** A worker whose server refuses connections waits this long, not to spin on a dead port. */
@@ -49,150 +31,7 @@ const LEADER_WAIT_MS = 5_000;
 const PROGRESS_INTERVAL_MS = 1_000;
 /** Bounds the seeding phase even if every write were slow. */
 const SEED_SECONDS_MAX = 600;
-
-const WORKLOADS: Record<string, Mix> = {
-  write: { write: 100, read: 0, stale: 0, cas: 0 },
-  read: { write: 0, read: 100, stale: 0, cas: 0 },
-  stale: { write: 0, read: 0, stale: 100, cas: 0 },
-  cas: { write: 0, read: 0, stale: 0, cas: 100 },
-  mixed: { write: 50, read: 40, stale: 0, cas: 10 },
-};
-
-interface FlagSpec {
-  name: string;
-  type: "string" | "boolean";
-  short?: string;
-  default?: string;
-  help: string;
-}
-
-const FLAGS: readonly FlagSpec[] = [
-  { name: "connections", short: "c", type: "string", default: "16", help: "Concurrent connections" },
-  { name: "duration", type: "string", default: "10", help: "Seconds measured" },
-  { name: "warmup", type: "string", default: "2", help: "Seconds of unrecorded load first" },
-  { name: "value-bytes", type: "string", default: "100", help: "Size of each value" },
-  { name: "keys", type: "string", default: "1000", help: "Key space: k0000, k0001, ..." },
-  {
-    name: "workload",
-    type: "string",
-    default: "mixed",
-    help: "write | read | stale | cas | mixed (write=50,read=40,cas=10)",
-  },
-  { name: "mix", type: "string", help: "Weights, e.g. write=50,read=40,cas=10 (or stale=N)" },
-  { name: "consistency", type: "string", default: "linearizable", help: "Of reads: or stale" },
-  {
-    name: "servers",
-    type: "string",
-    default: "http://127.0.0.1:2020",
-    help: "Comma list; connections take them in turn",
-  },
-  { name: "target", type: "string", default: "all", help: "all | leader (found via /status)" },
-  { name: "params", type: "string", default: "json", help: "json | query: how writes send them" },
-  { name: "no-seed", type: "boolean", help: "Skip writing every key once before the run" },
-  { name: "timeout-ms", type: "string", default: "5000", help: "Timeout of each request" },
-  { name: "json", type: "boolean", help: "Print one JSON object on stdout" },
-  { name: "help", short: "h", type: "boolean", help: "Show this help" },
-];
-
-export const USAGE = "Usage: deno task bench [-c N] [--duration S] [--workload W | --mix M] " +
-  "[--servers URL,...] [--json] (--help for all flags)";
-
-export function helpText(): string {
-  const lines = FLAGS.map((flag) => {
-    const name = `${flag.short ? `-${flag.short}, ` : "    "}--${flag.name}`;
-    const value = flag.default === undefined ? "" : ` (default ${flag.default})`;
-    return `  ${name.padEnd(20)} ${flag.help}${value}`;
-  });
-  return `${USAGE}\n\nFlags:\n${lines.join("\n")}\n\nExit codes: 0 ran (errors are counted), ` +
-    `2 usage error, 3 no server reachable (or no leader with --target leader)\n`;
-}
-
-function numberFlag(name: string, text: string, min: number, max: number, integer = true) {
-  const value = Number(text);
-  const ok = text.trim() !== "" && Number.isFinite(value) && value >= min && value <= max &&
-    (!integer || Number.isInteger(value));
-  if (!ok) {
-    throw new UsageError(`Invalid value "${text}" for --${name}: expected ${min} to ${max}`);
-  }
-  return value;
-}
-
-function oneOf<T extends string>(name: string, text: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(text)) {
-    throw new UsageError(`Invalid value "${text}" for --${name}: expected ${allowed.join(" | ")}`);
-  }
-  return text as T;
-}
-
-/** "write=50,read=40,cas=10": weights, not necessarily summing to 100. */
-export function parseMix(text: string): Mix {
-  const mix: Mix = { write: 0, read: 0, stale: 0, cas: 0 };
-  for (const part of text.split(",")) {
-    const match = /^\s*([a-z]+)\s*=\s*(\d+(?:\.\d+)?)\s*$/.exec(part);
-    if (match === null || !(OPS as readonly string[]).includes(match[1])) {
-      throw new UsageError(`Invalid value "${text}" for --mix: expected e.g. write=50,read=50`);
-    }
-    mix[match[1] as Op] += Number(match[2]);
-  }
-  if (OPS.every((op) => mix[op] === 0)) {
-    throw new UsageError(`Invalid value "${text}" for --mix: all weights are zero`);
-  }
-  return mix;
-}
-
-export function parseServers(text: string): string[] {
-  const servers = text.split(",").map((s) => s.trim()).filter((s) => s !== "");
-  if (servers.length === 0) throw new UsageError("Invalid value for --servers: empty");
-  return servers.map((server) => {
-    let url: URL;
-    try {
-      url = new URL(server);
-    } catch {
-      throw new UsageError(`Invalid value "${server}" for --servers: not a URL`);
-    }
-    if (url.protocol !== "http:") {
-      throw new UsageError(`Invalid value "${server}" for --servers: only http:// is supported`);
-    }
-    return url.origin;
-  });
-}
-
-/** Throws UsageError with one line on a bad command line. */
-export function parseBenchArgs(args: string[]): BenchOptions | "help" {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    const options = Object.fromEntries(
-      FLAGS.map((f) => [f.name, { type: f.type, short: f.short }]),
-    );
-    values = parseArgs({ args, options, strict: true, allowPositionals: false }).values;
-  } catch (error) {
-    throw new UsageError(`${(error as Error).message.split("\n")[0]}: ${USAGE}`);
-  }
-  if (values.help) return "help";
-  const text = (name: string) =>
-    (values[name] as string | undefined) ?? FLAGS.find((f) => f.name === name)!.default!;
-  if (values.mix !== undefined && values.workload !== undefined) {
-    throw new UsageError("Flags --mix and --workload cannot be used together");
-  }
-  const mix = values.mix !== undefined
-    ? parseMix(values.mix as string)
-    : WORKLOADS[oneOf("workload", text("workload"), Object.keys(WORKLOADS))];
-  return {
-    connections: numberFlag("connections", text("connections"), 1, CONNECTIONS_MAX),
-    durationSeconds: numberFlag("duration", text("duration"), 0.1, DURATION_SECONDS_MAX, false),
-    warmupSeconds: numberFlag("warmup", text("warmup"), 0, DURATION_SECONDS_MAX, false),
-    valueBytes: numberFlag("value-bytes", text("value-bytes"), 1, VALUE_BYTES_MAX),
-    keys: numberFlag("keys", text("keys"), 1, KEYS_MAX),
-    mix: { ...mix },
-    consistency: oneOf("consistency", text("consistency"), ["linearizable", "stale"]),
-    servers: parseServers(text("servers")),
-    target: oneOf("target", text("target"), ["all", "leader"]),
-    params: oneOf("params", text("params"), ["json", "query"]),
-    seed: values["no-seed"] !== true,
-    timeoutMs: numberFlag("timeout-ms", text("timeout-ms"), 1, TIMEOUT_MS_MAX),
-    json: values.json === true,
-  };
-}
+const SEED_ATTEMPTS_MAX = 3;
 
 // ---------------------------------------------------------------------------------------------
 // Requests: the same keys and values as bench/wrk/kv.lua, so that figures compare.
@@ -221,7 +60,8 @@ const encoder = new TextEncoder();
 
 /** The whole HTTP/1.1 request, to be written at once. */
 export function requestBytes(op: Op, key: string, value: string, shape: RequestShape): Uint8Array {
-  const head = (method: string, path: string) => `${method} ${path} HTTP/1.1\r\nHost: ${shape.host}`;
+  const head = (method: string, path: string) =>
+    `${method} ${path} HTTP/1.1\r\nHost: ${shape.host}`;
   if (op === "read" || op === "stale") {
     const stale = op === "stale" || shape.consistency === "stale";
     const query = `key=${encodeURIComponent(key)}${stale ? "&consistency=stale" : ""}`;
@@ -312,7 +152,9 @@ export function parseResponseHead(bytes: Uint8Array, end: number): ResponseHead 
   }
   const lines = decoder.decode(bytes.subarray(0, headEnd)).split("\r\n");
   const statusMatch = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0]);
-  if (statusMatch === null) throw new ProtocolError(`Invalid status line "${lines[0].slice(0, 40)}"`);
+  if (statusMatch === null) {
+    throw new ProtocolError(`Invalid status line "${lines[0].slice(0, 40)}"`);
+  }
   const head: ResponseHead = {
     status: Number(statusMatch[1]),
     headBytes: headEnd + 4,
@@ -457,11 +299,6 @@ export class HttpConnection {
 // ---------------------------------------------------------------------------------------------
 // Running: phases of closed-loop workers, one connection each.
 
-type Outcome =
-  | { kind: "answer"; answer: HttpAnswer }
-  | { kind: "timeout" | "network" | "protocol"; detail: string }
-  | { kind: "cut" }; // still in flight at the end of the phase: not counted
-
 /** One exchange that settles by `deadlineMs` at the latest (a hard stop) and by the request
  * timeout; the connection is closed if its answer did not come. */
 async function timedExchange(
@@ -471,7 +308,7 @@ async function timedExchange(
 ): Promise<Outcome> {
   const startMs = performance.now();
   const waitMs = Math.max(0, Math.min(options.timeoutMs, options.deadlineMs - startMs));
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const expired = new Promise<Outcome>((resolve) => {
     timer = setTimeout(() => {
       connection.close();
@@ -479,10 +316,10 @@ async function timedExchange(
     }, waitMs);
   });
   const exchanged = connection.exchange(request).then(
-    (answer): Outcome => ({ kind: "answer", answer }),
+    (answer): Outcome => ({ kind: "answer", ...answer }),
     (error: Error): Outcome => ({
       kind: error instanceof ProtocolError ? "protocol" : "network",
-      detail: `${error.name}: ${error.message}`,
+      detail: error.message ? `${error.name}: ${error.message}` : error.name,
     }),
   );
   try {
@@ -492,47 +329,11 @@ async function timedExchange(
   }
 }
 
-interface OpStats {
-  histogram: LatencyHistogram;
-  ok: number;
-  requests: number;
-}
-
-class PhaseStats {
-  byOp = new Map<Op, OpStats>();
-  errors = new ErrorCounts();
-  requests = 0;
-  errorSample: string | undefined;
-
-  record(op: Op, outcome: Outcome, latencyUs: number): void {
-    if (outcome.kind === "cut") return;
-    let stats = this.byOp.get(op);
-    if (stats === undefined) {
-      stats = { histogram: new LatencyHistogram(), ok: 0, requests: 0 };
-      this.byOp.set(op, stats);
-    }
-    stats.requests += 1;
-    this.requests += 1;
-    if (outcome.kind !== "answer") {
-      this.errors.add(outcome.kind);
-      this.errorSample ??= `${op}: ${outcome.kind} ${outcome.detail}`.trim();
-      return;
-    }
-    // Every HTTP answer is timed, whatever its status, as wrk does.
-    stats.histogram.record(latencyUs);
-    const status = outcome.answer.status;
-    if (status >= 200 && status < 300) {
-      stats.ok += 1;
-      return;
-    }
-    this.errors.add(`status ${status}`);
-    this.errorSample ??= `${op}: ${status} ${decoder.decode(outcome.answer.body.slice(0, 160))}`;
-  }
-}
-
 interface Job {
   op: Op;
   request: Uint8Array;
+  /** Told how the request ended (seeding retries the writes that failed). */
+  settled?: (outcome: Outcome) => void;
 }
 
 interface Pool {
@@ -575,7 +376,10 @@ async function runPhase(
       if (sentMs >= deadlineMs) return;
       const outcome = await timedExchange(connection, job.request, { timeoutMs, deadlineMs });
       stats.record(job.op, outcome, (performance.now() - sentMs) * 1000);
-      if (outcome.kind === "network") await sleep(Math.min(NETWORK_BACKOFF_MS, deadlineMs - sentMs));
+      job.settled?.(outcome);
+      if (outcome.kind === "network") {
+        await sleep(Math.min(NETWORK_BACKOFF_MS, deadlineMs - performance.now()));
+      }
     }
   };
   try {
@@ -600,25 +404,167 @@ function workloadJobs(pool: Pool): (worker: number) => Job {
   };
 }
 
+/** Every key once, in order; a failed write is tried again, up to SEED_ATTEMPTS_MAX times. */
 function seedJobs(pool: Pool): (worker: number) => Job | undefined {
   const { keys, valueBytes } = pool.options;
+  const failed: number[] = [];
+  const attempts = new Map<number, number>();
   let next = 0;
   return (worker) => {
-    if (next >= keys) return undefined;
-    const index = next++;
+    const index = failed.length > 0 ? failed.shift()! : next < keys ? next++ : undefined;
+    if (index === undefined) return undefined;
     const value = valueOf(index, valueBytes);
-    return { op: "write", request: requestBytes("write", keyName(index, keys), value, pool.shapes[worker]) };
+    const settled = (outcome: Outcome) => {
+      if (outcome.kind === "cut" || (outcome.kind === "answer" && outcome.status < 300)) return;
+      const count = (attempts.get(index) ?? 1) + 1;
+      attempts.set(index, count);
+      if (count <= SEED_ATTEMPTS_MAX) failed.push(index);
+    };
+    const request = requestBytes("write", keyName(index, keys), value, pool.shapes[worker]);
+    return { op: "write", request, settled };
   };
 }
 
-/** CPU seconds (user + system) this process has used, from /proc; undefined elsewhere. */
-function processCpuSeconds(): number | undefined {
+// ---------------------------------------------------------------------------------------------
+// Finding the servers, and the whole run.
+
+/** Any HTTP answer within `timeoutMs`, with its body parsed if it is JSON; undefined if the
+ * server did not answer. */
+async function probe(url: string, timeoutMs: number): Promise<{ json: unknown } | undefined> {
   try {
-    const stat = Deno.readTextFileSync("/proc/self/stat");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // utime and stime are fields 14 and 15 of proc(5), in clock ticks of 1/100 s.
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    const text = await response.text();
+    try {
+      return { json: JSON.parse(text) };
+    } catch {
+      return { json: undefined };
+    }
   } catch {
     return undefined;
   }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null;
+}
+
+/** The servers to load: the reachable ones, or the leader alone. Empty if none is found. */
+export async function resolveServers(options: BenchOptions): Promise<string[]> {
+  const probeMs = Math.min(options.timeoutMs, 2_000);
+  if (options.target === "all") {
+    const healthy = await Promise.all(
+      options.servers.map((server) => probe(`${server}/health`, probeMs)),
+    );
+    const reachable = options.servers.filter((_, i) => healthy[i] !== undefined);
+    for (const server of options.servers.filter((s) => !reachable.includes(s))) {
+      writeErr(`bench: server "${server}" is not reachable: leaving it out\n`);
+    }
+    return reachable;
+  }
+  // A cluster that has just started may still be electing: ask again for a few seconds.
+  for (const untilMs = performance.now() + LEADER_WAIT_MS; performance.now() < untilMs;) {
+    const answers = await Promise.all(
+      options.servers.map((server) => probe(`${server}/status`, probeMs)),
+    );
+    if (answers.every((answer) => answer === undefined)) return [];
+    const statuses = answers.map((answer) => isRecord(answer?.json) ? answer.json : {});
+    const leaderAt = statuses.findIndex((status) => status.role === "leader");
+    if (leaderAt >= 0) return [options.servers[leaderAt]];
+    // The leader may be missing from --servers: follow the URL the others name.
+    const named = statuses.find((status) => typeof status.leaderUrl === "string");
+    if (named !== undefined) {
+      const url = URL.canParse(named.leaderUrl as string)
+        ? new URL(named.leaderUrl as string).origin
+        : undefined;
+      if (url !== undefined && await probe(`${url}/health`, probeMs) !== undefined) return [url];
+    }
+    await sleep(200);
+  }
+  return [];
+}
+
+export async function runBench(options: BenchOptions, servers: string[]): Promise<BenchReport> {
+  const pool: Pool = {
+    connections: Array.from(
+      { length: options.connections },
+      (_, i) => new HttpConnection(servers[i % servers.length]),
+    ),
+    shapes: Array.from({ length: options.connections }, (_, i) => ({
+      host: new URL(servers[i % servers.length]).host,
+      consistency: options.consistency,
+      params: options.params,
+    })),
+    options,
+  };
+  try {
+    let seed: SeedReport | null = null;
+    if (options.seed) {
+      const durationMs = SEED_SECONDS_MAX * 1000;
+      const { stats, elapsedMs } = await runPhase(pool, {
+        name: "seed",
+        durationMs,
+        next: seedJobs(pool),
+      });
+      seed = {
+        keys: options.keys,
+        ok: stats.ok,
+        errors: stats.errors.total,
+        elapsedSeconds: Math.round(elapsedMs) / 1000,
+      };
+      if (stats.ok < options.keys) {
+        writeErr(
+          `bench: seeding wrote ${stats.ok} of ${options.keys} keys (${
+            stats.errorSample ?? "cut off"
+          })\n`,
+        );
+      }
+    }
+    const next = workloadJobs(pool);
+    if (options.warmupSeconds > 0) {
+      await runPhase(pool, { name: "warmup", durationMs: options.warmupSeconds * 1000, next });
+    }
+    const cpuBefore = processCpuSeconds();
+    const measured = await runPhase(pool, {
+      name: "measure",
+      durationMs: options.durationSeconds * 1000,
+      next,
+    });
+    const cpuAfter = processCpuSeconds();
+    const cpuSeconds = cpuBefore === undefined || cpuAfter === undefined
+      ? undefined
+      : cpuAfter - cpuBefore;
+    const { seed: _seed, json: _json, ...settings } = options;
+    return buildReport({ ...settings, servers }, { ...measured, cpuSeconds }, seed);
+  } finally {
+    for (const connection of pool.connections) connection.close();
+  }
+}
+
+export async function main(args: string[]): Promise<number> {
+  let options: BenchOptions | "help";
+  try {
+    options = parseBenchArgs(args);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    writeErr(`${error.message}\n`);
+    return 2;
+  }
+  if (options === "help") {
+    Deno.stdout.writeSync(encoder.encode(helpText()));
+    return 0;
+  }
+  const servers = await resolveServers(options);
+  if (servers.length === 0) {
+    const what = options.target === "leader" ? "No leader found" : "No server reachable";
+    writeErr(`${what} among "${options.servers.join(",")}"\n`);
+    return 3;
+  }
+  const report = await runBench(options, servers);
+  const text = options.json ? `${JSON.stringify(report)}\n` : formatReport(report);
+  Deno.stdout.writeSync(encoder.encode(text));
+  return 0;
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
 }

@@ -28,6 +28,7 @@ Deno.test("parseCommandLine() fills every serve default", () => {
     heartbeatIntervalMs: 100,
     requestTimeoutMs: 5000,
     snapshotEntries: 10000,
+    snapshotBytes: 67108864,
     logLevel: "info",
     logFormat: "text",
   });
@@ -60,6 +61,8 @@ Deno.test("parseCommandLine() reads every serve flag", () => {
     "debug",
     "--log-format",
     "json",
+    "--snapshot-bytes",
+    "4096",
   ]);
   assert.deepEqual(options, {
     port: 0,
@@ -72,6 +75,7 @@ Deno.test("parseCommandLine() reads every serve flag", () => {
     heartbeatIntervalMs: 100,
     requestTimeoutMs: 2000,
     snapshotEntries: 50,
+    snapshotBytes: 4096,
     logLevel: "debug",
     logFormat: "json",
   });

@@ -21,6 +21,8 @@ const BUFFER_BYTES = 64 * 1024;
 interface Link {
   client: Deno.Conn;
   upstream: Deno.Conn | undefined;
+  /** Accepted by a black hole: nothing is forwarded. */
+  held: boolean;
   closed: boolean;
 }
 
@@ -34,8 +36,9 @@ export class LinkProxy {
   #cutMode: CutMode | undefined = undefined;
   #closed = false;
   #acceptLoop: Promise<void>;
-  /** Connections accepted while healthy, for a test that wants to see traffic flowed. */
+  /** Connections forwarded to the target: a test can check that traffic went this way. */
   connectionsForwarded = 0;
+  /** Connections closed or held on accept because the link was cut (or full). */
   connectionsRefused = 0;
 
   /** Listens on a free loopback port and forwards every connection to `target`. */
@@ -61,7 +64,7 @@ export class LinkProxy {
   heal(): void {
     this.#cutMode = undefined;
     for (const link of [...this.#links]) {
-      if (link.upstream === undefined) this.#closeLink(link);
+      if (link.held) this.#closeLink(link);
     }
   }
 
@@ -77,7 +80,7 @@ export class LinkProxy {
     }
     for (const link of [...this.#links]) this.#closeLink(link);
     await this.#acceptLoop;
-    // Tasks may add no new ones once closed; a bounded loop still guards against surprises.
+    // No task starts once the accept loop is over; the bound only guards against surprises.
     for (let round = 0; round < 10 && this.#tasks.size > 0; round++) {
       await Promise.allSettled([...this.#tasks]);
     }
@@ -96,9 +99,10 @@ export class LinkProxy {
         closeQuietly(conn);
         continue;
       }
-      const link: Link = { client: conn, upstream: undefined, closed: false };
+      const held = this.#cutMode === "blackhole";
+      const link: Link = { client: conn, upstream: undefined, held, closed: false };
       this.#links.add(link);
-      if (this.#cutMode === "blackhole") {
+      if (held) {
         this.connectionsRefused++;
         continue; // held: nothing is read or forwarded until heal() or close()
       }

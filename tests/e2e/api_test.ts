@@ -114,6 +114,8 @@ async function kvPathThrough(node: NodeProcess, leader: NodeProcess, tag: string
     assertRaftHeaders(put, leader, `${tag} PUT /kv`);
     const get = await httpRequest(url);
     assertAnswer(get, 200, { key, value, index }, `${tag} GET ${key}`);
+    const stale = await httpRequest(`${url}?consistency=stale&min_index=${index}`);
+    assertAnswer(stale, 200, { key, value, index }, `${tag} stale GET ${key}`);
     const viaGet = await httpRequest(`${node.url}/get?key=${encodeURIComponent(key)}`);
     assertAnswer(viaGet, 200, { key, value, index }, `${tag} /get of ${key}`);
     const del = await httpRequest(url, { method: "DELETE" });

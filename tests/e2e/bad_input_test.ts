@@ -45,6 +45,16 @@ const JSON_TYPE = { "Content-Type": "application/json" };
 const FORM_TYPE = { "Content-Type": "application/x-www-form-urlencoded" };
 const MSGPACK_TYPE = { "Content-Type": "application/msgpack" };
 
+function req(
+  name: string,
+  method: string,
+  path: string,
+  body?: string | Uint8Array,
+  headers?: Record<string, string>,
+): Case {
+  return { name, method, path, body, headers };
+}
+
 function json(name: string, path: string, body: string | Uint8Array, method = "POST"): Case {
   return { name, method, path, headers: JSON_TYPE, body };
 }
@@ -144,20 +154,16 @@ function clientCases(): Case[] {
         headers: JSON_TYPE,
         body: JSON.stringify({ key: "known", value: "v".repeat(4 * 1024 * 1024) }),
       },
-      {
-        name: `${path} with the key twice`,
-        method: "POST",
-        path: `${path}?key=known&key=other&value=x&expected=original`,
-      },
+      req(
+        `${path} with the key twice`,
+        "POST",
+        `${path}?key=known&key=other&value=x&expected=original`,
+      ),
       json(`${path} with a key that disagrees with the query`, `${path}?key=known`, '{"key":"x"}'),
       { name: `${path} with PATCH`, method: "PATCH", path: `${path}?key=known&value=x` },
       { name: `${path} with an unknown method`, method: "FOO", path: `${path}?key=known` },
       { name: `${path} with OPTIONS`, method: "OPTIONS", path },
-      {
-        name: `${path} with a very long URL`,
-        method: "POST",
-        path: `${path}?key=${"a".repeat(60_000)}`,
-      },
+      req(`${path} with a very long URL`, "POST", `${path}?key=${"a".repeat(60_000)}`),
     );
   }
   cases.push(
@@ -192,65 +198,42 @@ function clientCases(): Case[] {
       }),
     ),
     json("/cas without a value", "/cas", '{"key":"known","expected":"original"}'),
-    { name: "/get with a bad consistency", method: "GET", path: "/get?key=known&consistency=all" },
-    { name: "/get with a bad min_index", method: "GET", path: "/get?key=known&min_index=abc" },
-    { name: "/get with a negative min_index", method: "GET", path: "/get?key=known&min_index=-5" },
-    {
-      name: "/get with a huge min_index",
-      method: "GET",
-      path: "/get?key=known&consistency=stale&min_index=99999999999999999999",
-    },
-    { name: "/delete with GET", method: "GET", path: "/delete?key=known" },
-    { name: "/get with DELETE", method: "DELETE", path: "/get?key=known" },
-    { name: "/set with HEAD", method: "HEAD", path: "/set?key=known&value=x" },
-    {
-      name: "PUT /kv/{key} over the value limit",
-      method: "PUT",
-      path: "/kv/known",
-      body: longValue,
-    },
-    {
-      name: "PUT /kv/{key} with invalid UTF-8",
-      method: "PUT",
-      path: "/kv/known",
-      body: bytes(0xff),
-    },
-    {
-      name: "PUT /kv/{key} with a truncated UTF-8 sequence",
-      method: "PUT",
-      path: "/kv/known",
-      body: bytes(0x61, 0xe2, 0x82),
-    },
-    {
-      name: "PUT /kv/{key} with a 1025-byte key",
-      method: "PUT",
-      path: `/kv/${longKey}`,
-      body: "x",
-    },
-    {
-      name: "PUT /kv/{key} with invalid UTF-8 in the key",
-      method: "PUT",
-      path: "/kv/%FF",
-      body: "x",
-    },
+    req("/get with a bad consistency", "GET", "/get?key=known&consistency=all"),
+    req("/get with a bad min_index", "GET", "/get?key=known&min_index=abc"),
+    req("/get with a negative min_index", "GET", "/get?key=known&min_index=-5"),
+    req(
+      "/get with a huge min_index",
+      "GET",
+      "/get?key=known&consistency=stale&min_index=99999999999999999999",
+    ),
+    req("/delete with GET", "GET", "/delete?key=known"),
+    req("/get with DELETE", "DELETE", "/get?key=known"),
+    req("/set with HEAD", "HEAD", "/set?key=known&value=x"),
+    req("PUT /kv/{key} over the value limit", "PUT", "/kv/known", longValue),
+    req("PUT /kv/{key} with invalid UTF-8", "PUT", "/kv/known", bytes(0xff)),
+    req(
+      "PUT /kv/{key} with a truncated UTF-8 sequence",
+      "PUT",
+      "/kv/known",
+      bytes(0x61, 0xe2, 0x82),
+    ),
+    req("PUT /kv/{key} with a 1025-byte key", "PUT", `/kv/${longKey}`, "x"),
+    req("PUT /kv/{key} with invalid UTF-8 in the key", "PUT", "/kv/%FF", "x"),
     { name: "PUT /kv/{key} with a truncated escape", method: "PUT", path: "/kv/%C3", body: "x" },
     { name: "PUT /kv/{key} with a bad escape", method: "PUT", path: "/kv/a%zzb", body: "x" },
     { name: "POST /kv/{key}", method: "POST", path: "/kv/known", body: "x" },
     { name: "PATCH /kv/{key}", method: "PATCH", path: "/kv/known", body: "x" },
-    {
-      name: "PUT /kv/{key} with a request_id of 300 bytes",
-      method: "PUT",
-      path: `/kv/known?request_id=${"r".repeat(300)}`,
-      body: "x",
-    },
-    {
-      name: "DELETE /kv/{key} with an empty Idempotency-Key",
-      method: "DELETE",
-      path: "/kv/known",
-      headers: { "Idempotency-Key": "" },
-    },
-    { name: "GET /kv/ with no key", method: "GET", path: "/kv/" },
-    { name: "PUT /kv with no key", method: "PUT", path: "/kv", body: "x" },
+    req(
+      "PUT /kv/{key} with a request_id of 300 bytes",
+      "PUT",
+      `/kv/known?request_id=${"r".repeat(300)}`,
+      "x",
+    ),
+    req("DELETE /kv/{key} with an empty Idempotency-Key", "DELETE", "/kv/known", undefined, {
+      "Idempotency-Key": "",
+    }),
+    req("GET /kv/ with no key", "GET", "/kv/"),
+    req("PUT /kv with no key", "PUT", "/kv", "x"),
   );
   return cases;
 }
@@ -259,12 +242,12 @@ function clientCases(): Case[] {
 function opsCases(): Case[] {
   const closedPort = freePort();
   return [
-    { name: "POST /health", method: "POST", path: "/health", body: "x" },
-    { name: "DELETE /ready", method: "DELETE", path: "/ready" },
+    req("POST /health", "POST", "/health", "x"),
+    req("DELETE /ready", "DELETE", "/ready"),
     { name: "PUT /status", method: "PUT", path: "/status", headers: JSON_TYPE, body: "{}" },
-    { name: "POST /metrics", method: "POST", path: "/metrics" },
-    { name: "GET /health/extra", method: "GET", path: "/health/extra" },
-    { name: "GET /cluster/members", method: "GET", path: "/cluster/members" },
+    req("POST /metrics", "POST", "/metrics"),
+    req("GET /health/extra", "GET", "/health/extra"),
+    req("GET /cluster/members", "GET", "/cluster/members"),
     json("POST /cluster/members without a url", "/cluster/members", "{}"),
     json("POST /cluster/members with an empty url", "/cluster/members", '{"url":""}'),
     json("POST /cluster/members with a bad url", "/cluster/members", '{"url":"not a url"}'),
@@ -289,39 +272,27 @@ function opsCases(): Case[] {
     ),
     json("POST /cluster/members with garbage JSON", "/cluster/members", "{url:"),
     json("POST /cluster/members with a number", "/cluster/members", '{"url":1.5}'),
-    {
-      name: "POST /cluster/members with MessagePack",
-      method: "POST",
-      path: "/cluster/members",
-      headers: MSGPACK_TYPE,
-      body: encode({ url: "http://127.0.0.1:1" }),
-    },
-    {
-      name: "DELETE /cluster/members/{unknown}",
-      method: "DELETE",
-      path: "/cluster/members/nobody",
-    },
-    {
-      name: "DELETE /cluster/members/{bad escape}",
-      method: "DELETE",
-      path: "/cluster/members/%zz",
-    },
-    {
-      name: "DELETE /cluster/members/{huge id}",
-      method: "DELETE",
-      path: `/cluster/members/${"i".repeat(5_000)}`,
-    },
-    { name: "DELETE /cluster/members/", method: "DELETE", path: "/cluster/members/" },
+    req(
+      "POST /cluster/members with MessagePack",
+      "POST",
+      "/cluster/members",
+      encode({ url: "http://127.0.0.1:1" }),
+      MSGPACK_TYPE,
+    ),
+    req("DELETE /cluster/members/{unknown}", "DELETE", "/cluster/members/nobody"),
+    req("DELETE /cluster/members/{bad escape}", "DELETE", "/cluster/members/%zz"),
+    req("DELETE /cluster/members/{huge id}", "DELETE", `/cluster/members/${"i".repeat(5_000)}`),
+    req("DELETE /cluster/members/", "DELETE", "/cluster/members/"),
     { name: "GET /cluster/members/{id}", method: "GET", path: "/cluster/members/nobody" },
     json("POST /cluster/leader without an id", "/cluster/leader", "{}"),
     json("POST /cluster/leader with an empty id", "/cluster/leader", '{"id":""}'),
     json("POST /cluster/leader with an unknown id", "/cluster/leader", '{"id":"nobody"}'),
     json("POST /cluster/leader with an array id", "/cluster/leader", '{"id":["a"]}'),
     json("POST /cluster/leader with garbage", "/cluster/leader", "\u0000\u0001"),
-    { name: "GET /cluster/leader", method: "GET", path: "/cluster/leader" },
-    { name: "GET /cluster/snapshot", method: "GET", path: "/cluster/snapshot" },
-    { name: "DELETE /cluster/snapshot", method: "DELETE", path: "/cluster/snapshot" },
-    { name: "GET /cluster", method: "GET", path: "/cluster" },
+    req("GET /cluster/leader", "GET", "/cluster/leader"),
+    req("GET /cluster/snapshot", "GET", "/cluster/snapshot"),
+    req("DELETE /cluster/snapshot", "DELETE", "/cluster/snapshot"),
+    req("GET /cluster", "GET", "/cluster"),
   ];
 }
 
@@ -347,72 +318,75 @@ function raftCases(selfId: string): Case[] {
   const withoutLeaderCommit: Record<string, unknown> = { ...base };
   delete withoutLeaderCommit.leaderCommit;
   return [
-    { name: "GET /raft/messages", method: "GET", path: "/raft/messages" },
-    { name: "PUT /raft/snapshot", method: "PUT", path: "/raft/snapshot", body: "x" },
-    { name: "POST /raft/nothing", method: "POST", path: "/raft/nothing", body: "x" },
-    { name: "POST /raft", method: "POST", path: "/raft", body: "x" },
-    {
-      name: "/raft/messages with an empty body",
-      method: "POST",
-      path: "/raft/messages",
-      headers: MSGPACK_TYPE,
-    },
-    {
-      name: "/raft/messages with garbage bytes",
-      method: "POST",
-      path: "/raft/messages",
-      headers: MSGPACK_TYPE,
-      body: bytes(0xc1, 0xff, 0x00, 0x13, 0x37),
-    },
-    {
-      name: "/raft/messages with truncated MessagePack",
-      method: "POST",
-      path: "/raft/messages",
-      headers: MSGPACK_TYPE,
-      body: encode([base]).subarray(0, 20),
-    },
-    {
-      name: "/raft/messages with JSON",
-      method: "POST",
-      path: "/raft/messages",
-      headers: JSON_TYPE,
-      body: JSON.stringify([base]),
-    },
-    {
-      name: "/raft/messages with text/plain",
-      method: "POST",
-      path: "/raft/messages",
-      headers: { "Content-Type": "text/plain" },
-      body: encode([base]),
-    },
-    {
-      name: "/raft/messages with a map instead of an array",
-      method: "POST",
-      path: "/raft/messages",
-      headers: MSGPACK_TYPE,
-      body: encode(base),
-    },
-    {
-      name: "/raft/messages with an array header claiming 4 billion items",
-      method: "POST",
-      path: "/raft/messages",
-      headers: MSGPACK_TYPE,
-      body: bytes(0xdd, 0xff, 0xff, 0xff, 0xff),
-    },
-    {
-      name: "/raft/messages from another cluster",
-      method: "POST",
-      path: "/raft/messages",
-      headers: { ...MSGPACK_TYPE, "X-Raft-Cluster": "another-cluster" },
-      body: encode([base]),
-    },
-    {
-      name: "/raft/messages over the size limit",
-      method: "POST",
-      path: "/raft/messages",
-      headers: MSGPACK_TYPE,
-      body: new Uint8Array(8 * 1024 * 1024 + 1),
-    },
+    req("GET /raft/messages", "GET", "/raft/messages"),
+    req("PUT /raft/snapshot", "PUT", "/raft/snapshot", "x"),
+    req("POST /raft/nothing", "POST", "/raft/nothing", "x"),
+    req("POST /raft", "POST", "/raft", "x"),
+    req("/raft/messages with an empty body", "POST", "/raft/messages", undefined, MSGPACK_TYPE),
+    req(
+      "/raft/messages with garbage bytes",
+      "POST",
+      "/raft/messages",
+      bytes(0xc1, 0xff, 0x00, 0x13, 0x37),
+      MSGPACK_TYPE,
+    ),
+    req(
+      "/raft/messages with truncated MessagePack",
+      "POST",
+      "/raft/messages",
+      encode([base]).subarray(0, 20),
+      MSGPACK_TYPE,
+    ),
+    req("/raft/messages with JSON", "POST", "/raft/messages", JSON.stringify([base]), JSON_TYPE),
+    req("/raft/messages with text/plain", "POST", "/raft/messages", encode([base]), {
+      "Content-Type": "text/plain",
+    }),
+    req(
+      "/raft/messages with a map instead of an array",
+      "POST",
+      "/raft/messages",
+      encode(base),
+      MSGPACK_TYPE,
+    ),
+    req(
+      "/raft/messages with an array header claiming 4 billion items",
+      "POST",
+      "/raft/messages",
+      bytes(0xdd, 0xff, 0xff, 0xff, 0xff),
+      MSGPACK_TYPE,
+    ),
+    req("/raft/messages from another cluster", "POST", "/raft/messages", encode([base]), {
+      ...MSGPACK_TYPE,
+      "X-Raft-Cluster": "another-cluster",
+    }),
+    req(
+      "/raft/messages over the size limit",
+      "POST",
+      "/raft/messages",
+      new Uint8Array(8 * 1024 * 1024 + 1),
+      MSGPACK_TYPE,
+    ),
+    req(
+      "/raft/messages with 100,000 nested arrays",
+      "POST",
+      "/raft/messages",
+      new Uint8Array([...new Array(100_000).fill(0x91), 0xc0]),
+      MSGPACK_TYPE,
+    ),
+    req(
+      "/raft/messages with a map header claiming 4 billion entries",
+      "POST",
+      "/raft/messages",
+      bytes(0x91, 0xdf, 0xff, 0xff, 0xff, 0xff),
+      MSGPACK_TYPE,
+    ),
+    req(
+      "/raft/messages with a string header claiming 4 GiB",
+      "POST",
+      "/raft/messages",
+      bytes(0x91, 0xdb, 0xff, 0xff, 0xff, 0xff, 0x61),
+      MSGPACK_TYPE,
+    ),
     message("a message of an unknown type", { type: "takeOver" }),
     message("a message without a type", { type: undefined }),
     message("a negative term", { term: -1 }),
@@ -427,21 +401,15 @@ function raftCases(selfId: string): Case[] {
     }),
     message("an entry of an unknown type", { entries: [{ type: "magic", index: 1, term: 1 }] }),
     message("no leaderCommit", { leaderCommit: undefined }),
-    {
-      name: "/raft/messages with a field missing",
-      method: "POST",
-      path: "/raft/messages",
-      headers: MSGPACK_TYPE,
-      body: encode([withoutLeaderCommit]),
-    },
+    req(
+      "/raft/messages with a field missing",
+      "POST",
+      "/raft/messages",
+      encode([withoutLeaderCommit]),
+      MSGPACK_TYPE,
+    ),
     message("/raft/snapshot with an appendEntries", {}, "/raft/snapshot"),
-    {
-      name: "/raft/snapshot with garbage",
-      method: "POST",
-      path: "/raft/snapshot",
-      headers: MSGPACK_TYPE,
-      body: bytes(0x93, 0xc1),
-    },
+    req("/raft/snapshot with garbage", "POST", "/raft/snapshot", bytes(0x93, 0xc1), MSGPACK_TYPE),
   ];
 }
 

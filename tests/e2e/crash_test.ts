@@ -199,6 +199,11 @@ Deno.test({
       print(`${acks.length} acknowledged writes survived SIGKILL of all three nodes`);
       const write = await cluster.client().set("after-restart", "yes");
       assert.equal(write.status, 200, JSON.stringify(write.body));
+      // Every node holds the same data once it has applied the new write.
+      for (const node of cluster.nodes) {
+        await waitApplied(node, write.writeIndex!, ELECTION_TIMEOUT_MS);
+        await assertAcksLocal(node, acks, "after every node was killed");
+      }
     } catch (error) {
       print(cluster.logs());
       throw error;
@@ -235,7 +240,11 @@ Deno.test({
         `20 follower restarts in ${elapsedMs} ms; ${load.acks.length} writes acknowledged, ` +
           `${load.failures.length} failed`,
       );
-      assert.deepEqual(load.failures, [], "clients saw errors while a follower restarted");
+      assert.deepEqual(
+        load.failures,
+        [],
+        `clients saw errors while a follower restarted: ${load.failureSummary()}`,
+      );
       assert.ok(load.acks.length > 0);
       await waitApplied(follower, await commitIndexOf(leader), ELECTION_TIMEOUT_MS);
       await assertAcksLocal(follower, load.acks, "the restarted follower");

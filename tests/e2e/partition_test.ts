@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import type { NodeProcess } from "./_harness.ts";
 import { sleep, waitFor } from "./_harness.ts";
-import { ProxiedCluster } from "./_proxy.ts";
+import { LinkProxy, ProxiedCluster } from "./_proxy.ts";
 
 /** The server's own deadline for client requests, kept short so that the test is too. */
 const REQUEST_TIMEOUT_MS = 2_000;
@@ -150,6 +150,49 @@ async function readAll(node: NodeProcess, keys: string[]): Promise<Map<string, s
   return values;
 }
 
+interface Observation {
+  /** "term/id" of every leader seen. */
+  leaders: Set<string>;
+  writesOk: number;
+  firstWritten: string | undefined;
+}
+
+/** For `durationMs`, samples every node's role and term and writes through `via`. */
+async function observe(
+  cluster: ProxiedCluster,
+  via: NodeProcess,
+  durationMs: number,
+  prefix: string,
+): Promise<Observation> {
+  const observation: Observation = { leaders: new Set(), writesOk: 0, firstWritten: undefined };
+  const endMs = performance.now() + durationMs;
+  for (let i = 0; performance.now() < endMs && i < 400; i++) {
+    const statuses = await Promise.all(cluster.nodes.map((node) => node.status()));
+    for (const status of statuses) {
+      if (status.role === "leader") observation.leaders.add(`${status.term}/${status.id}`);
+    }
+    const attempt = await writeTo(via, `${prefix}-${i}`, String(i));
+    if (attempt.status === 200) {
+      observation.writesOk++;
+      observation.firstWritten ??= attempt.key;
+    }
+    await sleep(100);
+  }
+  return observation;
+}
+
+/** Heals, waits for convergence, and checks that `node` has the write `key`. */
+async function healAndCheck(cluster: ProxiedCluster, node: NodeProcess, key: string) {
+  cluster.mesh.healAll();
+  const statuses = await cluster.converged(30_000);
+  assert.ok(statuses.every((status) => status.appliedIndex === statuses[0].appliedIndex));
+  const value = await waitFor(`${key} on ${node.url}`, async () => {
+    const response = await node.client().get(key, { consistency: "stale" });
+    return response.status === 200 ? response.value : undefined;
+  });
+  assert.equal(value, key.slice(key.lastIndexOf("-") + 1));
+}
+
 Deno.test({
   name: "a one-way cut from the leader to a follower causes no leader flip-flop (Pre-Vote)",
   async fn() {
@@ -163,43 +206,18 @@ Deno.test({
       // without Pre-Vote it would time out, campaign with a higher term and depose the leader,
       // again and again.
       cluster.mesh.link(leaderIndex, followerIndex).cut();
-      const observed = new Set<string>();
-      let writesOk = 0;
-      let firstWritten: string | undefined;
-      const endMs = performance.now() + 8_000;
-      for (let i = 0; performance.now() < endMs && i < 400; i++) {
-        const statuses = await Promise.all(cluster.nodes.map((node) => node.status()));
-        for (const status of statuses) {
-          if (status.role === "leader") observed.add(`${status.term}/${status.id}`);
-        }
-        const attempt = await writeTo(leader, `one-way-${i}`, String(i));
-        if (attempt.status === 200) {
-          writesOk++;
-          firstWritten ??= attempt.key;
-        }
-        await sleep(100);
-      }
+      const seen = await observe(cluster, leader, 8_000, "one-way");
       const terms = await Promise.all(cluster.nodes.map(termOf));
-      const leaderChanges = observed.size - 1;
+      const leaderChanges = seen.leaders.size - 1;
       print(
         `one-way cut ${cluster.ids[leaderIndex]} -> ${cluster.ids[followerIndex]}: ` +
           `${leaderChanges} leader changes, terms ${startTerm} -> [${terms.join(", ")}], ` +
-          `${writesOk} writes acknowledged`,
+          `${seen.writesOk} writes acknowledged`,
       );
-      assert.ok(leaderChanges <= 2, `leadership flip-flopped: ${[...observed].join(", ")}`);
+      assert.ok(leaderChanges <= 2, `leadership flip-flopped: ${[...seen.leaders].join(", ")}`);
       assert.ok(Math.max(...terms) - startTerm <= 2, `terms ran away: ${terms.join(", ")}`);
-      assert.ok(writesOk > 0, "no write was acknowledged during the one-way cut");
-
-      cluster.mesh.healAll();
-      const statuses = await cluster.converged(30_000);
-      const followerValue = await waitFor("the follower to catch up", async () => {
-        const response = await cluster.nodes[followerIndex].client().get(firstWritten!, {
-          consistency: "stale",
-        });
-        return response.status === 200 ? response.value : undefined;
-      });
-      assert.equal(followerValue, firstWritten!.slice("one-way-".length));
-      assert.ok(statuses.every((status) => status.appliedIndex === statuses[0].appliedIndex));
+      assert.ok(seen.writesOk > 0, "no write was acknowledged during the one-way cut");
+      await healAndCheck(cluster, cluster.nodes[followerIndex], seen.firstWritten!);
     } catch (error) {
       print(cluster.logs());
       throw error;
@@ -207,4 +225,119 @@ Deno.test({
       await cluster.destroy();
     }
   },
+});
+
+Deno.test({
+  name: "a leader that can receive but not send is replaced once, without flip-flop",
+  async fn() {
+    const cluster = await ProxiedCluster.start(3, { extraArgs: EXTRA_ARGS });
+    try {
+      const leader = await cluster.leader();
+      const leaderIndex = cluster.indexOf(leader);
+      const startTerm = await termOf(leader);
+      // Every link out of the leader is cut; every link into it works. The followers elect a
+      // new leader, whose messages reach the old one: it must follow, not keep campaigning.
+      for (let other = 0; other < 3; other++) {
+        if (other !== leaderIndex) cluster.mesh.link(leaderIndex, other).cut();
+      }
+      const others = cluster.nodes.filter((node) => node !== leader);
+      const newLeader = await cluster.leader({ among: others, termAbove: startTerm });
+      const seen = await observe(cluster, newLeader, 6_000, "mute");
+      const terms = await Promise.all(cluster.nodes.map(termOf));
+      const leaderChanges = seen.leaders.size - 1;
+      print(
+        `outbound of ${cluster.ids[leaderIndex]} cut: new leader ` +
+          `${cluster.ids[cluster.indexOf(newLeader)]}, ${leaderChanges} more leader changes, ` +
+          `terms ${startTerm} -> [${terms.join(", ")}], ${seen.writesOk} writes acknowledged`,
+      );
+      assert.ok(leaderChanges <= 1, `leadership flip-flopped: ${[...seen.leaders].join(", ")}`);
+      assert.ok(Math.max(...terms) - startTerm <= 3, `terms ran away: ${terms.join(", ")}`);
+      assert.ok(seen.writesOk > 0, "no write was acknowledged while the old leader was mute");
+      const oldStatus = await leader.status();
+      assert.notEqual(oldStatus.role, "leader", "the mute node still believes it leads");
+      await healAndCheck(cluster, leader, seen.firstWritten!);
+    } catch (error) {
+      print(cluster.logs());
+      throw error;
+    } finally {
+      await cluster.destroy();
+    }
+  },
+});
+
+/** Reads what arrives within `timeoutMs`: the bytes, "closed" (EOF or reset) or "silent". */
+async function readSome(conn: Deno.Conn, timeoutMs: number): Promise<string> {
+  const buffer = new Uint8Array(64);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const silent = new Promise<"silent">((resolve) => {
+    timer = setTimeout(() => resolve("silent"), timeoutMs);
+  });
+  const read = conn.read(buffer).then(
+    (n) => n === null ? "closed" : new TextDecoder().decode(buffer.subarray(0, n)),
+    () => "closed",
+  );
+  const result = await Promise.race([read, silent]);
+  clearTimeout(timer);
+  if (result === "silent") {
+    conn.close(); // ends the pending read
+    await read;
+  }
+  return result;
+}
+
+Deno.test("LinkProxy forwards, cuts by reset or black hole, heals, and closes", async () => {
+  const echo = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const echoConns: Deno.Conn[] = [];
+  const serving = (async () => {
+    for await (const conn of echo) {
+      echoConns.push(conn);
+      conn.readable.pipeTo(conn.writable).catch(() => {});
+    }
+  })();
+  const proxy = new LinkProxy({ port: (echo.addr as Deno.NetAddr).port });
+  const open: Deno.Conn[] = [];
+  const connect = async () => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: proxy.port });
+    open.push(conn);
+    return conn;
+  };
+  const roundTrip = async (conn: Deno.Conn, text: string) => {
+    await conn.write(new TextEncoder().encode(text)).catch(() => 0);
+    return await readSome(conn, 500);
+  };
+  try {
+    const first = await connect();
+    assert.equal(await roundTrip(first, "hello"), "hello");
+
+    proxy.cut("reset");
+    assert.equal(await readSome(first, 2_000), "closed", "cut() closes open connections");
+    assert.equal(await roundTrip(await connect(), "lost"), "closed");
+
+    proxy.cut("blackhole");
+    const held = await connect();
+    assert.equal(await roundTrip(held, "void"), "silent");
+
+    proxy.heal();
+    assert.equal(await roundTrip(await connect(), "again"), "again");
+    assert.ok(proxy.connectionsForwarded >= 2 && proxy.connectionsRefused >= 2);
+  } finally {
+    await proxy.close();
+    for (const conn of open) {
+      try {
+        conn.close();
+      } catch {
+        // closed by the test already
+      }
+    }
+    echo.close();
+    await serving;
+    for (const conn of echoConns) {
+      try {
+        conn.close();
+      } catch {
+        // the pipe closed it
+      }
+    }
+  }
+  await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: proxy.port }));
 });
