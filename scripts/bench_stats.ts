@@ -217,7 +217,12 @@ const FLAGS: readonly FlagSpec[] = [
     help: "write | read | stale | cas | mixed (write=50,read=40,cas=10)",
   },
   { name: "mix", type: "string", help: "Weights, e.g. write=50,read=40,cas=10 (or stale=N)" },
-  { name: "consistency", type: "string", default: "linearizable", help: "Of reads: or stale" },
+  {
+    name: "consistency",
+    type: "string",
+    default: "linearizable",
+    help: "linearizable | stale: how the read operations read",
+  },
   {
     name: "servers",
     type: "string",

@@ -231,12 +231,14 @@ Deno.test({
     let history: Operation[] = [];
     try {
       const watching = watchLeaders(run);
-      await Promise.all([
+      // allSettled: a failing nemesis must not leave clients running into the cleanup.
+      const outcomes = await Promise.allSettled([
         // Odd seeds reset the cut links' connections, even ones silently drop their bytes.
         nemesis(run, seed % 2 === 1 ? "reset" : "blackhole"),
         ...Array.from({ length: CLIENTS }, (_, client) => clientLoop(run, client, seed)),
       ]);
       const leaderTerms = await watching;
+      for (const outcome of outcomes) if (outcome.status === "rejected") throw outcome.reason;
       cluster.mesh.healAll();
       await cluster.converged(30_000);
       await finalReads(run);

@@ -99,8 +99,17 @@ Deno.test({
         assert.equal(read.status, 404, `refused write ${attempt.key} is visible`);
       }
 
+      // CheckQuorum: the isolated node gave up leading; Pre-Vote: it did not raise its term.
+      const isolatedStatus = await oldLeader.status();
+      assert.notEqual(isolatedStatus.role, "leader", "the isolated node still believes it leads");
+      assert.equal(isolatedStatus.term, oldTerm, "the isolated node raised its term");
+      const newStatus = await newLeader.status();
+
       cluster.mesh.healAll();
       const statuses = await cluster.converged(30_000);
+      // Coming back, the old leader must not depose the healthy one.
+      assert.equal(statuses[0].leader, newStatus.id, "leadership changed after the heal");
+      assert.equal(statuses[0].term, newStatus.term, "the term changed after the heal");
       const keys = [
         "before",
         ...attempts.map((a) => a.key),

@@ -97,6 +97,8 @@ export class SafetyChecker {
   #leaderTail = new Map<NodeId, { term: Term; index: Index; key: string }>();
   #ackedMax: Index = 0;
   readsServed = 0;
+  /** Proposals whose index got another entry (a deposed or crashed leader's): evidence of teeth. */
+  proposalsOverwritten = 0;
 
   constructor(seed: number) {
     this.seed = seed;
@@ -187,7 +189,8 @@ export class SafetyChecker {
     if (message.term > persisted.term) {
       this.fail(
         id,
-        `sent ${message.type} in term ${message.term} before persisting it (stored ${persisted.term})`,
+        `sent ${message.type} in term ${message.term} before persisting it ` +
+          `(stored ${persisted.term})`,
       );
     }
     // A persisted later term covers a vote of an earlier one: it can never be cast again.
@@ -234,7 +237,8 @@ export class SafetyChecker {
       if (!conflict) {
         this.fail(
           id,
-          `append of ${first}..${newLast} drops entries ${index}..${storedLast} that do not conflict`,
+          `append of ${first}..${newLast} drops entries ${index}..${storedLast} ` +
+            "that do not conflict",
         );
       }
       if (old.term === readyTerm && this.#leaderByTerm.get(readyTerm) === id) {
@@ -245,7 +249,8 @@ export class SafetyChecker {
       }
     }
     let prevTerm = storageTerm(storage, first - 1) ?? 0;
-    for (const [k, entry] of entries.entries()) {
+    for (let k = 0; k < entries.length; k++) {
+      const entry = entries[k];
       if (entry.index !== first + k) this.fail(id, `Ready entries not contiguous at ${first + k}`);
       if (entry.term < prevTerm) {
         this.fail(id, `entry ${entry.index} has term ${entry.term} below ${prevTerm}`);

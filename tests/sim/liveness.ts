@@ -1,5 +1,5 @@
 import type { Index } from "../../raft/mod.ts";
-import { SafetyViolation } from "./invariants.ts";
+import { entryKey, SafetyViolation } from "./invariants.ts";
 import type { Simulation } from "./simulation.ts";
 
 /** Liveness bounds after the faults stop, in election timeouts (a step is about a tick). */
@@ -10,6 +10,19 @@ function fail(sim: Simulation, what: string): never {
   throw new SafetyViolation(
     `Liveness violated (seed ${sim.options.seed}, step ${sim.step}): ${what}`,
   );
+}
+
+/** Proposals still waiting on their proposer that the leader's log holds: they must commit. */
+function pendingInLeaderLog(sim: Simulation): { index: Index; key: string }[] {
+  const leader = sim.someLeader()!.core!;
+  const pending: { index: Index; key: string }[] = [];
+  for (const node of sim.nodes()) {
+    for (const [index, key] of node.proposals) {
+      const entry = index > leader.snapshotIndex() ? leader.entry(index) : undefined;
+      if (entry !== undefined && entryKey(entry) === key) pending.push({ index, key });
+    }
+  }
+  return pending;
 }
 
 /**
@@ -30,6 +43,7 @@ export function checkLiveness(sim: Simulation): void {
     sim.calmStep();
   }
   sim.stats.leaderAfterSteps = sim.step - start;
+  const pending = pendingInLeaderLog(sim);
   let target: { index: Index; key: string } | undefined;
   for (;;) {
     if (sim.step - start > commitBound) {
@@ -55,6 +69,15 @@ export function checkLiveness(sim: Simulation): void {
     }
   }
   sim.stats.commitAfterSteps = sim.step - start;
+  for (const proposal of pending) {
+    const applied = sim.checker.appliedKey(proposal.index);
+    if (applied !== proposal.key) {
+      fail(
+        sim,
+        `pending proposal ${proposal.key} at ${proposal.index}, in the leader's log, was lost`,
+      );
+    }
+  }
   let asked = false;
   while (!asked || sim.readOutcome() !== "served") {
     if (sim.step - start > commitBound) {

@@ -68,7 +68,8 @@ export class SimNetwork {
       this.droppedCount += 1;
       return;
     }
-    this.#enqueue(copyMessage(message), nowStep);
+    // The core builds a fresh message for every send; only a duplicate needs its own copy.
+    this.#enqueue(message, nowStep);
     if (this.#prng.next() < this.#faults.duplicateRatio) {
       this.duplicatedCount += 1;
       this.#enqueue(copyMessage(message), nowStep);
@@ -149,7 +150,8 @@ export function describeMessage(message: Message): string {
       const range = message.entries.length === 0
         ? "none"
         : `${message.entries[0].index}..${message.entries[message.entries.length - 1].index}`;
-      return `${head} prev ${message.prevLogIndex}/${message.prevLogTerm} entries ${range} commit ${message.leaderCommit}`;
+      const prev = `${message.prevLogIndex}/${message.prevLogTerm}`;
+      return `${head} prev ${prev} entries ${range} commit ${message.leaderCommit}`;
     }
     case "appendEntriesResponse":
       return `${head} ${

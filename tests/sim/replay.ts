@@ -9,7 +9,7 @@ import type { SimStats } from "./simulation.ts";
 
 const USAGE =
   `Usage: deno task sim [--seed N] [--seeds COUNT] [--steps N] [--nodes 3|5|7] [--verbose]
-  --seed N        the seed to replay, or the first seed of a soak (default: 1, or random with --seeds)
+  --seed N        the seed to replay, or the first of a soak (default 1; random with --seeds)
   --seeds COUNT   run COUNT consecutive seeds (a long soak), printing progress
   --steps N       faulty steps per seed (default ${STEPS_DEFAULT})
   --nodes N       override the node count the seed would choose
@@ -76,7 +76,9 @@ function main(args: string[]): number {
     }
   }
   const seconds = ((performance.now() - startMs) / 1000).toFixed(2);
-  if (total !== undefined) print(`totals of the passing seeds: ${formatStats(total)}`);
+  if (total !== undefined) {
+    print(`${seeds === 1 ? "stats" : "totals of the passing seeds"}: ${formatStats(total)}`);
+  }
   if (failures > 0) {
     print(`${failures} of ${seeds} seeds failed in ${seconds} s`);
     return 1;

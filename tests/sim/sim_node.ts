@@ -208,6 +208,8 @@ export class SimNode {
       // The client hears "ok" only when its own entry is applied where it proposed.
       if (entry.type === "command" && expected === commandKey(entry.term, entry.data)) {
         env.checker.onAck(entry.index);
+      } else {
+        env.checker.proposalsOverwritten += 1;
       }
     }
     env.onApplied(this, entry);

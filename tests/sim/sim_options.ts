@@ -5,6 +5,7 @@ import { deriveSeed } from "./sim_node.ts";
 /** Everything that shapes one simulation run. All of it follows from the seed by default. */
 export interface SimOptions {
   seed: number;
+  profile: Profile;
   /** Steps with faults; the liveness phase that follows is bounded separately. */
   steps: number;
   nodeCount: number;
@@ -38,6 +39,27 @@ function pick<T>(prng: XorShiftPrng, values: readonly T[]): T {
   return values[prng.nextInt(0, values.length)];
 }
 
+/** Focused fault mixes, each aimed at a class of bugs; most seeds take the "mixed" one. */
+export type Profile = "mixed" | "outage" | "staleLeader" | "churn";
+
+const PROFILES: Record<Profile, Partial<SimOptions>> = {
+  mixed: {},
+  // Followers down for long under load: catch-up by pipelined appends, probes and snapshots.
+  outage: {
+    crashRatio: 0.01,
+    downTimeoutsMax: 30,
+    pauseRatio: 0,
+    partitionRatio: 0,
+    membershipRatio: 0,
+    transferRatio: 0,
+    proposeRatio: 1.5,
+  },
+  // Leaders cut off with a minority keep taking proposals and reads that must not succeed.
+  staleLeader: { partitionRatio: 0.02, pauseRatio: 0.01, crashRatio: 0, readRatio: 0.5 },
+  // Membership changes, transfers and snapshots back to back.
+  churn: { membershipRatio: 0.03, transferRatio: 0.02, snapshotRatio: 0.05, crashRatio: 0.005 },
+};
+
 /**
  * Options for `seed`: node count (3, 5 or 7), timing and fault rates vary per seed so that the
  * seeds together cover calm, lossy, partitioned and crash-heavy clusters.
@@ -48,6 +70,7 @@ export function optionsForSeed(seed: number, overrides: Partial<SimOptions> = {}
   const electionTimeoutTicks = Math.max(2 * heartbeatIntervalTicks + 1, prng.nextInt(5, 15));
   const options: SimOptions = {
     seed,
+    profile: "mixed",
     steps: STEPS_DEFAULT,
     nodeCount: pick(prng, [3, 5, 7]),
     electionTimeoutTicks,
@@ -69,16 +92,29 @@ export function optionsForSeed(seed: number, overrides: Partial<SimOptions> = {}
     largeRatio: pick(prng, [0, 0.01, 0.05, 0.2]),
     downTimeoutsMax: pick(prng, [4, 8, 30]),
   };
-  return { ...options, ...overrides };
+  const profile = pick<Profile>(prng, [
+    "mixed",
+    "mixed",
+    "mixed",
+    "outage",
+    "staleLeader",
+    "churn",
+  ]);
+  return { ...options, ...PROFILES[profile], profile, ...overrides };
 }
 
 /** One line that says what a seed exercises. */
 export function describeOptions(options: SimOptions): string {
   const n = options.network;
-  return `seed ${options.seed}: ${options.nodeCount} nodes, ${options.steps} steps, election ` +
-    `${options.electionTimeoutTicks} ticks, heartbeat ${options.heartbeatIntervalTicks}, drop ${n.dropRatio}, ` +
-    `dup ${n.duplicateRatio}, delay ≤${n.delayStepsMax}, crash ${options.crashRatio} (down ≤${options.downTimeoutsMax} timeouts), pause ${options.pauseRatio}, ` +
-    `partition ${options.partitionRatio}, membership ${options.membershipRatio}, transfer ` +
-    `${options.transferRatio}, snapshot ${options.snapshotRatio}, propose ${options.proposeRatio}, read ` +
-    `${options.readRatio}, crash after propose ${options.crashAfterProposeRatio}, large ${options.largeRatio}`;
+  return [
+    `seed ${options.seed} (${options.profile}): ${options.nodeCount} nodes, ${options.steps} steps`,
+    `election ${options.electionTimeoutTicks} ticks, heartbeat ${options.heartbeatIntervalTicks}`,
+    `drop ${n.dropRatio}, dup ${n.duplicateRatio}, delay ≤${n.delayStepsMax}`,
+    `crash ${options.crashRatio} (down ≤${options.downTimeoutsMax} timeouts)`,
+    `pause ${options.pauseRatio}, partition ${options.partitionRatio}`,
+    `membership ${options.membershipRatio}, transfer ${options.transferRatio}`,
+    `snapshot ${options.snapshotRatio}`,
+    `propose ${options.proposeRatio} (large ${options.largeRatio})`,
+    `read ${options.readRatio}, crash after propose ${options.crashAfterProposeRatio}`,
+  ].join(", ");
 }

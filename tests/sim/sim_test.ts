@@ -36,7 +36,9 @@ let seedsRun = 0;
 
 for (let caseStart = firstSeed; caseStart < firstSeed + seedCount; caseStart += SEEDS_PER_CASE) {
   const caseEnd = Math.min(caseStart + SEEDS_PER_CASE, firstSeed + seedCount) - 1;
-  Deno.test(`simulation keeps the Raft core safe and live: seeds ${caseStart}..${caseEnd} × ${steps} steps`, () => {
+  const name = `simulation keeps the Raft core safe and live: seeds ${caseStart}..${caseEnd}` +
+    ` × ${steps} steps`;
+  Deno.test(name, () => {
     for (let seed = caseStart; seed <= caseEnd; seed++) {
       total = addStats(total, runSeed(seed, { steps }));
       seedsRun += 1;

@@ -27,6 +27,7 @@ export interface SimStats {
   proposals: number;
   readsAsked: number;
   readsServed: number;
+  proposalsOverwritten: number;
   crashes: number;
   pauses: number;
   partitions: number;
@@ -67,6 +68,7 @@ export class Simulation {
     proposals: 0,
     readsAsked: 0,
     readsServed: 0,
+    proposalsOverwritten: 0,
     crashes: 0,
     pauses: 0,
     partitions: 0,
@@ -148,12 +150,14 @@ export class Simulation {
       if (error instanceof SafetyViolation) throw error;
       const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
       throw new SafetyViolation(
-        `Core or simulator failed (seed ${this.options.seed}, step ${this.#step}, node "${this.#current}"): ${text}`,
+        `Core or simulator failed (seed ${this.options.seed}, step ${this.#step}, ` +
+          `node "${this.#current}"): ${text}`,
         { cause: error },
       );
     }
     this.stats.leaderTerms = this.checker.leaderTerms;
     this.stats.readsServed = this.checker.readsServed;
+    this.stats.proposalsOverwritten = this.checker.proposalsOverwritten;
     this.stats.promotions = this.#promotions.size;
     this.stats.committed = this.checker.committedMax;
     this.stats.acknowledged = this.checker.ackedMax;
@@ -299,7 +303,7 @@ export class Simulation {
     const ratio = this.options.proposeRatio;
     let count = Math.floor(ratio) + (this.#prng.next() < ratio % 1 ? 1 : 0);
     while (count-- > 0) {
-      const node = this.#prng.next() < 0.9
+      const node = this.#prng.next() < 0.95
         ? this.#pickOne(this.#leaders())
         : this.#pickOne(this.#awake());
       if (node !== undefined) this.#propose(node);
