@@ -30,7 +30,7 @@ type ProposalWaiter = { term: Term; waiter: Waiter<ProposeResult> };
  */
 export class RaftNode implements RaftNodeApi {
   readonly id: NodeId;
-  readonly counters: NodeCounters = {
+  readonly #counters: NodeCounters = {
     proposalsCommitted: 0,
     proposalsFailed: 0,
     leaderChanges: 0,
@@ -109,7 +109,7 @@ export class RaftNode implements RaftNodeApi {
         const index = this.#core.propose(data);
         this.#proposals.set(index, { term: this.#core.term, waiter });
       } catch (error) {
-        this.counters.proposalsFailed++;
+        this.#counters.proposalsFailed++;
         waiter.reject(error as Error);
       }
     });
@@ -148,6 +148,10 @@ export class RaftNode implements RaftNodeApi {
     return promise;
   }
 
+  counters(): Readonly<NodeCounters> {
+    return this.#counters;
+  }
+
   appliedIndex(): Index {
     return this.#applied;
   }
@@ -180,6 +184,8 @@ export class RaftNode implements RaftNodeApi {
       appliedIndex: this.#applied,
       lastLogIndex: core.lastIndex(),
       snapshotIndex: core.snapshotIndex(),
+      logEntries: core.lastIndex() - core.snapshotIndex(),
+      snapshotBytes: this.#counters.lastSnapshotBytes,
       members: core.confState().members.map((member) => {
         const progress = core.role === "leader" && member.id !== this.id
           ? core.progress(member.id)
@@ -285,7 +291,7 @@ export class RaftNode implements RaftNodeApi {
   }
 
   async #turn(ready: Ready): Promise<void> {
-    this.counters.readyTurns++;
+    this.#counters.readyTurns++;
     // A member added in this turn must be reachable before the first message to it leaves.
     this.#updatePeers();
     const { storage, transport } = this.#options;
@@ -294,7 +300,8 @@ export class RaftNode implements RaftNodeApi {
       this.#options.stateMachine.restore(ready.snapshot.data);
       this.#applied = ready.snapshot.metadata.index;
       this.#bytesSinceSnapshot = 0;
-      this.counters.snapshotsInstalled++;
+      this.#counters.snapshotsInstalled++;
+      this.#counters.lastSnapshotBytes = ready.snapshot.data.byteLength;
       this.#logger.info("snapshot installed", {
         id: this.id,
         index: ready.snapshot.metadata.index,
@@ -314,8 +321,8 @@ export class RaftNode implements RaftNodeApi {
     let membershipChanged = this.#apply(applyNow);
     if (persisting !== undefined) {
       await persisting;
-      this.counters.persistCount++;
-      this.counters.persistMsTotal += this.#options.clock.now() - startMs;
+      this.#counters.persistCount++;
+      this.#counters.persistMsTotal += this.#options.clock.now() - startMs;
     }
     transport.send(ready.messages);
     membershipChanged = this.#apply(applyLater) || membershipChanged;
@@ -348,11 +355,11 @@ export class RaftNode implements RaftNodeApi {
       if (proposal === undefined) continue;
       this.#proposals.delete(entry.index);
       if (proposal.term === entry.term) {
-        this.counters.proposalsCommitted++;
+        this.#counters.proposalsCommitted++;
         proposal.waiter.resolve({ index: entry.index, result });
       } else {
         // Another leader's entry took this index: the proposal was lost, never applied.
-        this.counters.proposalsFailed++;
+        this.#counters.proposalsFailed++;
         proposal.waiter.reject(
           new ProposalDroppedError("The proposal was lost in a leader change"),
         );
@@ -374,7 +381,7 @@ export class RaftNode implements RaftNodeApi {
     if (leader === this.#leader) return;
     this.#leader = leader;
     if (leader === null) return;
-    this.counters.leaderChanges++;
+    this.#counters.leaderChanges++;
     this.#logger.info("leader changed", { id: this.id, leader, term: this.#core.term });
     const member = this.leader();
     if (member === undefined) return;
@@ -438,9 +445,9 @@ export class RaftNode implements RaftNodeApi {
       () => {
         this.#input(() => this.#core.compact(index));
         this.#snapshotting = false;
-        this.counters.snapshotsTaken++;
-        this.counters.lastSnapshotBytes = data.byteLength;
-        this.counters.lastSnapshotMs = this.#options.clock.now() - startMs;
+        this.#counters.snapshotsTaken++;
+        this.#counters.lastSnapshotBytes = data.byteLength;
+        this.#counters.lastSnapshotMs = this.#options.clock.now() - startMs;
         this.#logger.info("snapshot taken", { id: this.id, index, bytes: data.byteLength });
         waiter?.resolve(index);
       },
@@ -468,7 +475,7 @@ export class RaftNode implements RaftNodeApi {
   #expireWaiters(): void {
     const nowMs = this.#options.clock.now();
     expireMap(this.#proposals, nowMs, () => {
-      this.counters.proposalsFailed++;
+      this.#counters.proposalsFailed++;
       return new ProposalTimeoutError();
     });
     expireMap(

@@ -24,6 +24,10 @@ export interface NodeStatus {
   appliedIndex: Index;
   lastLogIndex: Index;
   snapshotIndex: Index;
+  /** Entries kept in the log after the snapshot. */
+  logEntries: number;
+  /** Bytes of the latest snapshot this node took or installed (0: none since start). */
+  snapshotBytes: number;
   members: MemberStatus[];
 }
 
@@ -52,6 +56,8 @@ export interface RaftNodeApi {
   /** A message from a peer, already validated by parseMessage. */
   step(message: Message): void;
   status(): NodeStatus;
+  /** Running totals for /metrics. */
+  counters(): Readonly<NodeCounters>;
   /** Proposes one membership change and resolves once it is committed. */
   changeMembership(change: ConfChange, options: { timeoutMs: number }): Promise<Index>;
   /** Asks the leader to hand leadership to `id`; resolves once `id` leads. */

@@ -13,6 +13,7 @@ import {
   MembershipError,
   type MemberStatus,
   type Message,
+  type NodeCounters,
   type NodeStatus,
   NoLeaderError,
   NotLeaderError,
@@ -154,7 +155,24 @@ export class FakeNode implements RaftNodeApi {
       appliedIndex: this.#applied,
       lastLogIndex: this.#lastIndex,
       snapshotIndex: 0,
+      logEntries: this.#lastIndex,
+      snapshotBytes: 0,
       members,
+    };
+  }
+
+  counters(): Readonly<NodeCounters> {
+    return {
+      proposalsCommitted: this.#applied,
+      proposalsFailed: 0,
+      leaderChanges: 1,
+      readyTurns: 0,
+      persistCount: 0,
+      persistMsTotal: 0,
+      snapshotsTaken: 0,
+      snapshotsInstalled: 0,
+      lastSnapshotBytes: 0,
+      lastSnapshotMs: 0,
     };
   }
 

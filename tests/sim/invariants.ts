@@ -93,6 +93,8 @@ export class SafetyChecker {
   /** `${index}/${term}` → `${prevTerm}|${key}`: by induction, the log matching property. */
   #logRegistry = new Map<string, string>();
   #memory = new Map<NodeId, { term: Term; commit: Index }>();
+  /** What each node last told its leader it holds (an append answer), durable promises. */
+  #acked = new Map<NodeId, { term: Term; index: Index }>();
   /** Last entry of each node's log while it leads: a leader only appends (Figure 3). */
   #leaderTail = new Map<NodeId, { term: Term; index: Index; key: string }>();
   #ackedMax: Index = 0;
@@ -195,6 +197,14 @@ export class SafetyChecker {
     }
     // A persisted later term covers a vote of an earlier one: it can never be cast again.
     const voteStored = persisted.term > message.term || persisted.vote === message.to;
+    if (message.type === "appendEntriesResponse" && message.success) {
+      const acked = this.#acked.get(id);
+      if (acked === undefined || acked.term !== message.term) {
+        this.#acked.set(id, { term: message.term, index: message.matchIndex });
+      } else if (message.matchIndex > acked.index) {
+        acked.index = message.matchIndex;
+      }
+    }
     if (message.type === "voteResponse" && message.granted && !voteStored) {
       this.fail(
         id,
@@ -223,7 +233,7 @@ export class SafetyChecker {
       this.fail(id, `appends at ${first} leaving a gap after ${storedLast}`);
     }
     const newLast = first + entries.length - 1;
-    let conflict = false;
+    const acked = this.#acked.get(id);
     for (let index = first; index <= storedLast; index++) {
       const old = storage.entries[index - offset - 1];
       const replacement = index <= newLast ? entries[index - first] : undefined;
@@ -233,13 +243,8 @@ export class SafetyChecker {
         }
         continue;
       }
-      if (replacement !== undefined) conflict = true;
-      if (!conflict) {
-        this.fail(
-          id,
-          `append of ${first}..${newLast} drops entries ${index}..${storedLast} ` +
-            "that do not conflict",
-        );
+      if (acked !== undefined && acked.term === readyTerm && index <= acked.index) {
+        this.fail(id, `removes entry ${index}, which it acknowledged in term ${readyTerm}`);
       }
       if (old.term === readyTerm && this.#leaderByTerm.get(readyTerm) === id) {
         this.fail(id, `leader of term ${readyTerm} removes its own entry ${index}`);
@@ -297,6 +302,10 @@ export class SafetyChecker {
       this.fail(id, `leader of term ${readyTerm} replaces its log by a snapshot at ${index}`);
     }
     if (snapshot.data.length === 0) this.fail(id, `installs snapshot ${index} without data`);
+    const acked = this.#acked.get(id);
+    if (acked !== undefined && acked.term === readyTerm && acked.index > index) {
+      this.fail(id, `snapshot ${index} discards entries up to ${acked.index} it acknowledged`);
+    }
     this.#checkSnapshotTerm(id, snapshot.metadata);
   }
 

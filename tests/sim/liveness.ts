@@ -44,6 +44,7 @@ export function checkLiveness(sim: Simulation): void {
   }
   sim.stats.leaderAfterSteps = sim.step - start;
   const pending = pendingInLeaderLog(sim);
+  sim.stats.pendingAtHeal = pending.length;
   let target: { index: Index; key: string } | undefined;
   for (;;) {
     if (sim.step - start > commitBound) {

@@ -39,6 +39,8 @@ export interface SimStats {
   messagesSent: number;
   messagesDropped: number;
   /** Steps from the end of the faults to a leader, and to a commit on every live member. */
+  /** Proposals pending in the leader's log when the faults stopped (all must commit). */
+  pendingAtHeal: number;
   leaderAfterSteps: number;
   commitAfterSteps: number;
 }
@@ -79,6 +81,7 @@ export class Simulation {
     transfers: 0,
     messagesSent: 0,
     messagesDropped: 0,
+    pendingAtHeal: 0,
     leaderAfterSteps: 0,
     commitAfterSteps: 0,
   };
