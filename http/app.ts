@@ -15,6 +15,7 @@ import { Forwarder } from "./forward.ts";
 import { KvService } from "./kv_service.ts";
 import { type Metrics, type RaftkvMetrics, raftkvMetrics } from "./metrics.ts";
 import { opsRoutes } from "./ops_routes.ts";
+import { uiRoutes } from "./ui_routes.ts";
 
 export const RAFT_LEADER_HEADER = "X-Raft-Leader";
 /** Exit code when an assertion (our own bug) fires while serving: EX_SOFTWARE. */
@@ -35,6 +36,8 @@ export interface AppDeps {
   fetch?: typeof fetch;
   /** Called when an assertion fires: the node must not keep serving. Default Deno.exit. */
   exit?: (code: number) => void;
+  /** Updates metrics kept outside the app (node, transport, storage) before a scrape. */
+  collectMetrics?: () => void;
   /** Monotonic clock in ms for deadlines and latency; default performance.now. */
   nowMs?: () => number;
 }
@@ -126,8 +129,10 @@ export function createApp(deps: AppDeps): Hono {
     registry: deps.metrics,
     metrics,
     clusterId: deps.clusterId,
+    collectMetrics: deps.collectMetrics,
   };
   for (const spec of opsRoutes(opsDeps)) register(app, spec);
+  for (const spec of uiRoutes(opsDeps)) register(app, spec);
   if (deps.raftRoutes !== undefined) app.route("/raft", deps.raftRoutes);
 
   app.notFound((c) => {

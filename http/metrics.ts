@@ -77,6 +77,12 @@ export class Counter extends Metric {
     return this.#values.get(labelKey(labels)) ?? 0;
   }
 
+  /** Copies a running total kept elsewhere; a counter never goes down, so neither may it. */
+  setTotal(labels: Labels, total: number): void {
+    const key = labelKey(labels);
+    this.#values.set(key, Math.max(this.#values.get(key) ?? 0, total));
+  }
+
   samples(): string[] {
     return [...this.#values].map(([key, value]) => sample(this.name, key, value));
   }

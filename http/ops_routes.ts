@@ -27,6 +27,8 @@ export interface OpsRouteDeps {
   registry: Metrics;
   metrics: RaftkvMetrics;
   clusterId: string;
+  /** Updates metrics kept outside the app (node, transport, storage) before a scrape. */
+  collectMetrics?: () => void;
 }
 
 function publicMembers(node: RaftNodeApi): Member[] {
@@ -144,6 +146,7 @@ function handleStatus(c: Context, deps: OpsRouteDeps): Response {
 
 function handleMetrics(c: Context, deps: OpsRouteDeps): Response {
   updateGauges(deps);
+  deps.collectMetrics?.();
   return c.body(deps.registry.render(), 200, { "Content-Type": PROMETHEUS_CONTENT_TYPE });
 }
 

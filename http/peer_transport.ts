@@ -3,6 +3,10 @@
  * queued as one MessagePack array to `<url>/raft/messages`, a few requests in flight at a time.
  * Raft tolerates loss, so the transport drops rather than waits: a full queue drops its oldest
  * messages, a failed request drops its batch, and a peer that keeps failing is backed off.
+ *
+ * An installSnapshot goes to `<url>/raft/snapshot` in chunks of PEER_SNAPSHOT_CHUNK_BYTES, one
+ * request after the other (see http/raft_routes.ts), one transfer per peer at a time. The
+ * chunks are views of the snapshot's bytes: only the chunk being encoded is copied.
  */
 import { AssertionError } from "node:assert/strict";
 import type { Logger, Message, NodeId, Transport } from "../raft/mod.ts";
@@ -22,8 +26,12 @@ export const PEER_BATCH_BYTES_MAX = 4 * 1024 * 1024;
 export const PEER_BACKOFF_MIN_MS = 50;
 export const PEER_BACKOFF_MAX_MS = 1_000;
 export const PEER_REQUEST_TIMEOUT_MS = 5_000;
-/** A snapshot may be up to 1 GiB: it gets its own, longer deadline. */
-export const PEER_SNAPSHOT_TIMEOUT_MS = 120_000;
+/** Deadline of one snapshot chunk: the last one waits while the peer takes the whole. */
+export const PEER_SNAPSHOT_TIMEOUT_MS = 30_000;
+/** Snapshot bytes in one request to /raft/snapshot (the route takes up to 8 MiB). */
+export const PEER_SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
+/** Times a transfer starts again at offset 0 when the peer lost its place (it restarted). */
+export const PEER_SNAPSHOT_RESTARTS_MAX = 2;
 /** Characters of a peer's error answer kept for the log. */
 const ANSWER_CHARS_MAX = 200;
 
@@ -37,6 +45,8 @@ export interface PeerTransportOptions {
   requestTimeoutMs?: number;
   /** Deadline of one request to /raft/snapshot; default PEER_SNAPSHOT_TIMEOUT_MS. */
   snapshotTimeoutMs?: number;
+  /** Snapshot bytes per chunk; default PEER_SNAPSHOT_CHUNK_BYTES (tests use small ones). */
+  snapshotChunkBytes?: number;
   /** Called once when a peer starts failing (not again until it has answered). */
   onUnreachable?: (peer: NodeId) => void;
   /** The global fetch unless given: tests inject broken connections through it. */
@@ -76,6 +86,8 @@ class Peer {
   overflowReported = false;
   /** So a peer that keeps refusing our bytes is reported once per status. */
   lastRejectedStatus = 0;
+  /** A snapshot transfer is under way: another one would only make the peer start over. */
+  sendingSnapshot = false;
 
   constructor(readonly id: NodeId, public url: string) {}
 }
@@ -83,10 +95,12 @@ class Peer {
 type Outcome =
   | { kind: "delivered" }
   | { kind: "rejected"; status: number; answer: string }
-  | { kind: "failed"; reason: string };
+  | { kind: "failed"; reason: string; status?: number };
 
 /** Statuses that mean "the peer is up but refused these bytes": no reason to back off. */
 const REJECTED_STATUSES = new Set([400, 413, 415]);
+/** The answer of /raft/snapshot to a chunk out of order (also of a node of another cluster). */
+const CONFLICT_STATUS = 409;
 
 export class PeerTransport implements Transport {
   readonly #selfId: NodeId;
@@ -94,6 +108,7 @@ export class PeerTransport implements Transport {
   readonly #logger: Logger;
   readonly #requestTimeoutMs: number;
   readonly #snapshotTimeoutMs: number;
+  readonly #snapshotChunkBytes: number;
   readonly #onUnreachable: ((peer: NodeId) => void) | undefined;
   readonly #fetch: typeof fetch;
   readonly #peers = new Map<NodeId, Peer>();
@@ -116,6 +131,7 @@ export class PeerTransport implements Transport {
       options.snapshotTimeoutMs ?? PEER_SNAPSHOT_TIMEOUT_MS,
       this.#requestTimeoutMs,
     );
+    this.#snapshotChunkBytes = Math.max(1, options.snapshotChunkBytes ?? PEER_SNAPSHOT_CHUNK_BYTES);
     this.#onUnreachable = options.onUnreachable;
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
   }
@@ -238,12 +254,19 @@ export class PeerTransport implements Transport {
     ) {
       const batch = takeBatch(peer);
       const snapshot = batch.length === 1 && batch[0].type === "installSnapshot";
+      if (snapshot && peer.sendingSnapshot) {
+        // The leader asks again while the first transfer runs: Raft asks again if it fails.
+        peer.dropped++;
+        continue;
+      }
+      if (snapshot) peer.sendingSnapshot = true;
       peer.inflight++;
       const request = this.#deliver(peer, batch, snapshot).catch((error) => {
         // Our own bug: an assertion must still crash the process (STYLE C2.5).
         if (error instanceof AssertionError) throw error;
         this.#logger.error("peer delivery failed", { peer: peer.id, error: String(error) });
       }).finally(() => {
+        if (snapshot) peer.sendingSnapshot = false;
         peer.inflight--;
         this.#pending.delete(request);
         this.#pump(peer);
@@ -254,7 +277,9 @@ export class PeerTransport implements Transport {
 
   async #deliver(peer: Peer, batch: Message[], snapshot: boolean): Promise<void> {
     const url = `${peer.url}/raft/${snapshot ? "snapshot" : "messages"}`;
-    const outcome = await this.#post(url, encodeMessages(batch), snapshot);
+    const outcome = snapshot && batch[0].type === "installSnapshot"
+      ? await this.#sendSnapshot(peer, batch[0])
+      : await this.#post(url, encodeMessages(batch), false);
     // A peer removed meanwhile keeps no state worth updating (and must not start a timer).
     if (this.#closed || this.#peers.get(peer.id) !== peer) return;
     switch (outcome.kind) {
@@ -280,6 +305,59 @@ export class PeerTransport implements Transport {
         peer.dropped += batch.length;
         return this.#onFailure(peer, outcome.reason);
     }
+  }
+
+  /**
+   * Sends a snapshot chunk by chunk, each after the previous one was taken. A 409 means the
+   * peer lost the transfer (it restarted, or the transfer went idle): start again at 0.
+   */
+  async #sendSnapshot(
+    peer: Peer,
+    message: Extract<Message, { type: "installSnapshot" }>,
+  ): Promise<Outcome> {
+    const { metadata, data } = message.snapshot;
+    const total = data.byteLength;
+    const id = `${message.from}.${message.term}.${metadata.index}.${metadata.term}`;
+    const startMs = performance.now();
+    let outcome: Outcome = { kind: "delivered" };
+    let chunks = 0;
+    for (let restarts = 0; restarts <= PEER_SNAPSHOT_RESTARTS_MAX; restarts++) {
+      chunks = 0;
+      let offset = 0;
+      do {
+        const end = Math.min(total, offset + this.#snapshotChunkBytes);
+        const chunk = { ...message, snapshot: { metadata, data: data.subarray(offset, end) } };
+        const query = new URLSearchParams({ id, offset: String(offset), total: String(total) });
+        outcome = await this.#post(
+          `${peer.url}/raft/snapshot?${query}`,
+          encodeMessages([chunk]),
+          true,
+        );
+        if (outcome.kind !== "delivered" || this.#closed || this.#peers.get(peer.id) !== peer) {
+          break;
+        }
+        chunks++;
+        offset = end;
+      } while (offset < total);
+      const outOfOrder = outcome.kind === "failed" && outcome.status === CONFLICT_STATUS &&
+        outcome.reason.includes("out of order");
+      if (!outOfOrder || this.#closed || this.#peers.get(peer.id) !== peer) break;
+      this.#logger.info("peer lost the snapshot transfer; starting again", {
+        peer: peer.id,
+        index: metadata.index,
+        restarts: restarts + 1,
+      });
+    }
+    if (outcome.kind === "delivered") {
+      this.#logger.info("snapshot sent", {
+        peer: peer.id,
+        index: metadata.index,
+        bytes: total,
+        chunks,
+        ms: Math.round(performance.now() - startMs),
+      });
+    }
+    return outcome;
   }
 
   /** One POST, retried once at once when the connection broke before any answer came. */
@@ -391,7 +469,7 @@ async function readOutcome(response: Response): Promise<Outcome> {
   if (REJECTED_STATUSES.has(response.status)) {
     return { kind: "rejected", status: response.status, answer };
   }
-  return { kind: "failed", reason: `HTTP ${response.status}: ${answer}` };
+  return { kind: "failed", reason: `HTTP ${response.status}: ${answer}`, status: response.status };
 }
 
 function describeError(error: unknown, timeoutMs: number): string {

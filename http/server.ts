@@ -6,6 +6,7 @@ import {
   bootstrapState,
   type Clock,
   type Member,
+  type NodeCounters,
   type NodeId,
   RaftNode,
   type Transport,
@@ -21,6 +22,7 @@ import {
 } from "../kv/mod.ts";
 import { createApp } from "./app.ts";
 import { Metrics } from "./metrics.ts";
+import { nodeMetrics } from "./node_metrics.ts";
 import { PeerTransport } from "./peer_transport.ts";
 import { createRaftRoutes } from "./raft_routes.ts";
 import { consoleLogger } from "./logger.ts";
@@ -61,6 +63,8 @@ export interface RunningServer {
 }
 
 const SNAPSHOT_BYTES_DEFAULT = 64 * 1024 * 1024;
+/** How often the database size is read for /metrics. */
+const DB_SIZE_SAMPLE_MS = 5_000;
 
 /** A Clock on the process's timers; `now` is monotonic. */
 export const timerClock: Clock = {
@@ -123,6 +127,14 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       onUnreachable: (peer) => reportUnreachable(peer),
     });
     let fatal: (error: Error) => void = () => {};
+    const registry = new Metrics();
+    let dbSizeBytes = await store.dbSizeBytes().catch(() => 0);
+    let counters: () => NodeCounters = () => ({} as NodeCounters);
+    const observed = nodeMetrics(registry, {
+      counters: () => counters(),
+      peerStats: () => transport.stats(),
+      dbSizeBytes: () => dbSizeBytes,
+    });
     const node = await RaftNode.start({
       config: validateRaftConfig({
         id,
@@ -139,13 +151,16 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       snapshotEntries: options.snapshotEntries,
       snapshotBytes: options.snapshotBytes ?? SNAPSHOT_BYTES_DEFAULT,
       onFatal: (error) => fatal(error),
+      onPersisted: (durationMs, entries) => observed.observePersist(durationMs, entries),
     });
+    counters = () => node.counters();
     reportUnreachable = (peer) => node.reportUnreachable(peer);
     const app = createApp({
       node,
       stateMachine,
       logger,
-      metrics: new Metrics(),
+      metrics: registry,
+      collectMetrics: () => observed.collect(),
       requestTimeoutMs: options.requestTimeoutMs,
       raftRoutes: createRaftRoutes({
         node,
@@ -157,10 +172,15 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       clusterId,
     });
     handler = (request) => app.fetch(request);
+    const openStoreForSize = store;
+    const sizeTimer = setInterval(() => {
+      openStoreForSize.dbSizeBytes().then((bytes) => dbSizeBytes = bytes, () => {});
+    }, DB_SIZE_SAMPLE_MS);
     const openStore = store;
     let stopping: Promise<void> | undefined;
     const stop = (): Promise<void> => {
       stopping ??= (async () => {
+        clearInterval(sizeTimer);
         abort.abort();
         await server.finished;
         await node.stop();

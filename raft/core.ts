@@ -11,7 +11,7 @@ import {
   READY_ENTRIES_MAX,
 } from "./limits.ts";
 import { RaftLog } from "./log.ts";
-import { Membership } from "./membership.ts";
+import { Membership, membershipAt } from "./membership.ts";
 import { tallyVotes } from "./quorum.ts";
 import { type Outgoing, sameHardState, takeSendable } from "./ready.ts";
 import type { PersistedState } from "./storage.ts";
@@ -44,6 +44,8 @@ type MessageOf<T extends Message["type"]> = Extract<Message, { type: T }>;
  */
 export class RaftCore {
   readonly id: NodeId;
+  /** Elections this node started as a candidate (for metrics). */
+  electionsStarted = 0;
   #config: RaftConfig;
   #log: RaftLog;
   #membership: Membership;
@@ -89,7 +91,7 @@ export class RaftCore {
     assert(this.#commitIndex >= this.#appliedIndex, "stored commit covers the snapshot");
     assert(this.#commitIndex <= this.#log.lastIndex(), "stored commit is within the stored log");
     this.#snapshotConf = snapshot?.confState ?? { members: [] };
-    this.#membership = this.#confAt(this.#commitIndex);
+    this.#membership = membershipAt(this.#snapshotConf, this.#log, this.#commitIndex);
     this.#persistedHardState = { ...persisted.hardState };
     this.#reportedSoftState = this.#softState();
     this.#resetElectionTimer();
@@ -213,7 +215,11 @@ export class RaftCore {
     );
     const term = this.#log.term(index);
     assert(term !== undefined, "snapshot index is in the log");
-    return { index, term, confState: this.#confAt(index).toConfState() };
+    return {
+      index,
+      term,
+      confState: membershipAt(this.#snapshotConf, this.#log, index).toConfState(),
+    };
   }
 
   /** A snapshot up to `index` is durable: the log before it can go. */
@@ -375,6 +381,7 @@ export class RaftCore {
     if (!pre) {
       this.#term++;
       this.#vote = this.id;
+      this.electionsStarted++;
     }
     this.#role = pre ? "preCandidate" : "candidate";
     this.#leaderId = null;
@@ -544,16 +551,6 @@ export class RaftCore {
         this.#becomeFollower(this.#term, null);
       }
     }
-  }
-
-  /** Membership in force at `index`: the snapshot's, then committed config entries to it. */
-  #confAt(index: Index): Membership {
-    const membership = new Membership(this.#snapshotConf);
-    for (let i = this.#log.firstIndex(); i <= index; i++) {
-      const entry = this.#log.entry(i);
-      if (entry?.type === "config") membership.apply(entry.change);
-    }
-    return membership;
   }
 
   // ---- helpers ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-import type { ConfChange, ConfState, Entry, HardState, Member, NodeId } from "./types.ts";
+import type { RaftLog } from "./log.ts";
+import type { ConfChange, ConfState, Entry, HardState, Index, Member, NodeId } from "./types.ts";
 
 /** The log every initial member starts from: one addVoter entry per member, committed. */
 export function bootstrapState(members: Member[]): { entries: Entry[]; hardState: HardState } {
@@ -100,4 +101,14 @@ export class Membership {
         return true;
     }
   }
+}
+
+/** Membership in force at `index`: the snapshot's, then the config entries up to it. */
+export function membershipAt(base: ConfState, log: RaftLog, index: Index): Membership {
+  const membership = new Membership(base);
+  for (let i = log.firstIndex(); i <= index; i++) {
+    const entry = log.entry(i);
+    if (entry?.type === "config") membership.apply(entry.change);
+  }
+  return membership;
 }

@@ -34,6 +34,7 @@ export class RaftNode implements RaftNodeApi {
     proposalsCommitted: 0,
     proposalsFailed: 0,
     leaderChanges: 0,
+    electionsStarted: 0,
     readyTurns: 0,
     persistCount: 0,
     persistMsTotal: 0,
@@ -149,7 +150,7 @@ export class RaftNode implements RaftNodeApi {
   }
 
   counters(): Readonly<NodeCounters> {
-    return this.#counters;
+    return { ...this.#counters, electionsStarted: this.#core.electionsStarted };
   }
 
   appliedIndex(): Index {
@@ -321,8 +322,10 @@ export class RaftNode implements RaftNodeApi {
     let membershipChanged = this.#apply(applyNow);
     if (persisting !== undefined) {
       await persisting;
+      const durationMs = this.#options.clock.now() - startMs;
       this.#counters.persistCount++;
-      this.#counters.persistMsTotal += this.#options.clock.now() - startMs;
+      this.#counters.persistMsTotal += durationMs;
+      this.#options.onPersisted?.(durationMs, ready.entries.length);
     }
     transport.send(ready.messages);
     membershipChanged = this.#apply(applyLater) || membershipChanged;

@@ -81,6 +81,8 @@ export interface RaftNodeOptions {
   snapshotBytes: number;
   /** Called once when storage fails: the node has stopped and cannot promise durability. */
   onFatal?: (error: Error) => void;
+  /** Called after each durable write of a Ready, for metrics. */
+  onPersisted?: (durationMs: number, entries: number) => void;
 }
 
 /** Counters the node keeps for /metrics. */
@@ -88,6 +90,7 @@ export interface NodeCounters {
   proposalsCommitted: number;
   proposalsFailed: number;
   leaderChanges: number;
+  electionsStarted: number;
   readyTurns: number;
   persistCount: number;
   persistMsTotal: number;

@@ -12,14 +12,30 @@ function fail(sim: Simulation, what: string): never {
   );
 }
 
-/** Proposals still waiting on their proposer that the leader's log holds: they must commit. */
-function pendingInLeaderLog(sim: Simulation): { index: Index; key: string }[] {
-  const leader = sim.someLeader()!.core!;
-  const pending: { index: Index; key: string }[] = [];
-  for (const node of sim.nodes()) {
-    for (const [index, key] of node.proposals) {
-      const entry = index > leader.snapshotIndex() ? leader.entry(index) : undefined;
-      if (entry !== undefined && entryKey(entry) === key) pending.push({ index, key });
+interface Pending {
+  leader: string;
+  index: Index;
+  key: string;
+}
+
+/**
+ * Proposals still waiting on their proposer that a leader's log holds, leader by leader: those
+ * of a leader that keeps its term until the end must commit. (A leader cut off in a minority
+ * when the faults stopped is deposed, and its uncommitted entries may go.)
+ */
+function pendingInLeaderLogs(sim: Simulation): Pending[] {
+  const pending: Pending[] = [];
+  for (const leaderNode of sim.nodes()) {
+    if (!leaderNode.isLeader()) continue;
+    const leader = leaderNode.core!;
+    const mark = `${leaderNode.id}@${leader.term}`;
+    for (const node of sim.nodes()) {
+      for (const [index, key] of node.proposals) {
+        const entry = index > leader.snapshotIndex() ? leader.entry(index) : undefined;
+        if (entry !== undefined && entryKey(entry) === key) {
+          pending.push({ leader: mark, index, key });
+        }
+      }
     }
   }
   return pending;
@@ -43,8 +59,7 @@ export function checkLiveness(sim: Simulation): void {
     sim.calmStep();
   }
   sim.stats.leaderAfterSteps = sim.step - start;
-  const pending = pendingInLeaderLog(sim);
-  sim.stats.pendingAtHeal = pending.length;
+  const pending = pendingInLeaderLogs(sim);
   let target: { index: Index; key: string } | undefined;
   for (;;) {
     if (sim.step - start > commitBound) {
@@ -70,7 +85,12 @@ export function checkLiveness(sim: Simulation): void {
     }
   }
   sim.stats.commitAfterSteps = sim.step - start;
+  const leaders = new Set(
+    sim.nodes().filter((node) => node.isLeader()).map((node) => `${node.id}@${node.core!.term}`),
+  );
   for (const proposal of pending) {
+    if (!leaders.has(proposal.leader)) continue;
+    sim.stats.pendingAtHeal += 1;
     const applied = sim.checker.appliedKey(proposal.index);
     if (applied !== proposal.key) {
       fail(

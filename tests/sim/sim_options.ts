@@ -23,7 +23,7 @@ export interface SimOptions {
   snapshotRatio: number;
   proposeRatio: number;
   readRatio: number;
-  /** Share of proposals padded to 8..120 KiB. */
+  /** Share of proposals padded to 4..100 KiB. */
   largeRatio: number;
   /** Chance that a node crashes during the driver turn right after it proposed. */
   crashAfterProposeRatio: number;
@@ -89,7 +89,7 @@ export function optionsForSeed(seed: number, overrides: Partial<SimOptions> = {}
     proposeRatio: pick(prng, [0.2, 0.5, 1.5]),
     readRatio: pick(prng, [0.05, 0.2, 0.5]),
     crashAfterProposeRatio: pick(prng, [0, 0.005, 0.02]),
-    largeRatio: pick(prng, [0, 0.01, 0.05, 0.2]),
+    largeRatio: pick(prng, [0, 0.01, 0.05, 0.2, 0.6]),
     downTimeoutsMax: pick(prng, [4, 8, 30]),
   };
   const profile = pick<Profile>(prng, [

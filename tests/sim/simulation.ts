@@ -325,7 +325,7 @@ export class Simulation {
     let data = encoder.encode(text);
     if (this.#prng.next() < this.options.largeRatio) {
       // Large entries make appends and Readies split into partial batches.
-      const padded = new Uint8Array(this.#prng.nextInt(8 * 1024, 120 * 1024)).fill(46);
+      const padded = new Uint8Array(this.#prng.nextInt(4 * 1024, 100 * 1024)).fill(46);
       padded.set(data);
       data = padded;
     }
