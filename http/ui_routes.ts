@@ -147,9 +147,12 @@ function describeFailure(error: unknown, timeoutMs: number): string {
   if (error instanceof DOMException && error.name === "TimeoutError") {
     return `no answer within ${timeoutMs} ms`;
   }
-  const message = error instanceof Error ? error.message : String(error);
+  // Deno's fetch says only "fetch failed"; the reason is in the cause.
+  const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
+  const message = cause instanceof Error ? cause.message : String(cause);
   if (/connection refused/i.test(message)) return "connection refused";
   if (/connection reset/i.test(message)) return "connection reset";
+  if (/dns error|failed to lookup/i.test(message)) return "host not found";
   return message.slice(0, ERROR_CHARS_MAX);
 }
 

@@ -137,9 +137,8 @@ export const APP_JS = String.raw`"use strict";
     var needed = Math.floor(voters / 2) + 1;
     var quorumCard = $("members-up").parentElement;
     quorumCard.classList.toggle("bad", votersUp < needed);
-    $("quorum").textContent = votersUp >= needed
-      ? "quorum: " + votersUp + " of " + needed + " needed"
-      : "no quorum: " + votersUp + " of " + needed + " needed";
+    var upText = votersUp + (votersUp === 1 ? " voter" : " voters") + " up, " + needed + " needed";
+    $("quorum").textContent = (votersUp >= needed ? "quorum: " : "no quorum: ") + upText;
   }
 
   function render(view) {

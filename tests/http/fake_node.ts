@@ -166,6 +166,7 @@ export class FakeNode implements RaftNodeApi {
       proposalsCommitted: this.#applied,
       proposalsFailed: 0,
       leaderChanges: 1,
+      electionsStarted: 1,
       readyTurns: 0,
       persistCount: 0,
       persistMsTotal: 0,
