@@ -195,7 +195,7 @@ async function handleTransfer(c: Context, deps: OpsRouteDeps): Promise<Response>
     ensureLeader(node);
     ensureMember(node, id);
     if (id !== node.id) await node.transferLeadership(id, { timeoutMs });
-    return c.json({ ok: true, leader: id });
+    return c.json({ ok: true, leader: id, members: publicMembers(node) });
   });
 }
 

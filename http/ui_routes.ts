@@ -185,10 +185,27 @@ async function probeMember(url: string, deps: UiRouteDeps): Promise<Probe> {
   }
 }
 
-/** This node's own status needs no HTTP round trip, and it is what /status would answer. */
+/** This node's own status needs no HTTP round trip, nor parsing: it is typed already. */
 function probeSelf(status: NodeStatus, deps: UiRouteDeps): Probe {
-  const own = { ...status, clusterId: deps.clusterId, keys: deps.stateMachine.keyCount() };
-  return { ...parseMemberStatus(own), reachable: true, responseMs: 0 };
+  const progress = new Map<string, Progress>();
+  for (const member of status.members) {
+    if (member.matchIndex === undefined) continue;
+    progress.set(member.id, {
+      matchIndex: member.matchIndex,
+      lastContactMs: member.lastContactMs ?? null,
+    });
+  }
+  const report: MemberReport = {
+    role: status.role,
+    term: status.term,
+    leader: status.leader,
+    commitIndex: status.commitIndex,
+    appliedIndex: status.appliedIndex,
+    lastLogIndex: status.lastLogIndex,
+    snapshotIndex: status.snapshotIndex,
+    keys: deps.stateMachine.keyCount(),
+  };
+  return { reachable: true, error: null, responseMs: 0, report, progress };
 }
 
 /** The leader is the reachable member that says so with the highest term (an old, cut-off

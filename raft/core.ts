@@ -13,7 +13,7 @@ import {
 import { RaftLog } from "./log.ts";
 import { Membership, membershipAt } from "./membership.ts";
 import { tallyVotes } from "./quorum.ts";
-import { type Outgoing, sameHardState, takeSendable } from "./ready.ts";
+import { mustPersistHardState, type Outgoing, takeSendable } from "./ready.ts";
 import type { PersistedState } from "./storage.ts";
 import {
   assertNever,
@@ -86,9 +86,9 @@ export class RaftCore {
     };
     this.#term = persisted.hardState.term;
     this.#vote = persisted.hardState.vote;
-    this.#commitIndex = persisted.hardState.commit;
     this.#appliedIndex = snapshot?.index ?? 0;
-    assert(this.#commitIndex >= this.#appliedIndex, "stored commit covers the snapshot");
+    // A snapshot holds only committed entries; the stored commit index may lag behind it.
+    this.#commitIndex = Math.max(persisted.hardState.commit, this.#appliedIndex);
     assert(this.#commitIndex <= this.#log.lastIndex(), "stored commit is within the stored log");
     this.#snapshotConf = snapshot?.confState ?? { members: [] };
     this.#membership = membershipAt(this.#snapshotConf, this.#log, this.#commitIndex);
@@ -251,7 +251,8 @@ export class RaftCore {
     if (stableIndex < this.#log.lastIndex()) return true;
     if (this.#outbox.length > 0 && this.#outbox[0].needsIndex <= stableIndex) return true;
     if (this.#appliedIndex < Math.min(this.#commitIndex, stableIndex)) return true;
-    if (!sameHardState(this.#hardState(stableIndex), this.#persistedHardState)) return true;
+    const hardState = this.#hardState(stableIndex);
+    if (mustPersistHardState(hardState, this.#persistedHardState, false)) return true;
     const soft = this.#softState();
     return soft.role !== this.#reportedSoftState.role ||
       soft.leader !== this.#reportedSoftState.leader;
@@ -266,6 +267,8 @@ export class RaftCore {
     });
     const durableIndex = entries.at(-1)?.index ?? this.#log.stableIndex();
     const hardState = this.#hardState(durableIndex);
+    const writes = entries.length > 0 || this.#snapshotToInstall !== undefined;
+    const persistHardState = mustPersistHardState(hardState, this.#persistedHardState, writes);
     const { earlyMessages, messages, waiting } = takeSendable(this.#outbox, durableIndex);
     this.#outbox = waiting;
     const applyTo = Math.min(this.#commitIndex, durableIndex);
@@ -277,7 +280,7 @@ export class RaftCore {
       : [];
     const ready: Ready = {
       softState: this.#softState(),
-      hardState: sameHardState(hardState, this.#persistedHardState) ? undefined : hardState,
+      hardState: persistHardState ? hardState : undefined,
       snapshot: this.#snapshotToInstall,
       entries,
       earlyMessages,

@@ -24,8 +24,19 @@ export function takeSendable(
   return { earlyMessages, messages, waiting: outbox.slice(taken) };
 }
 
-export function sameHardState(a: HardState, b: HardState): boolean {
-  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+/**
+ * Whether a Ready must write the hard state. Term and vote always: a vote must be durable
+ * before it is sent. A commit index only rides along with entries: it is not needed for safety
+ * (a restarted node learns it again from the leader), and a write of its own would cost an
+ * fsync on every commit.
+ */
+export function mustPersistHardState(
+  next: HardState,
+  persisted: HardState,
+  writesEntries: boolean,
+): boolean {
+  if (next.term !== persisted.term || next.vote !== persisted.vote) return true;
+  return writesEntries && next.commit > persisted.commit;
 }
 
 /** Messages only a leader sends: they promise nothing about the sender's disk. */

@@ -72,7 +72,7 @@ export const APP_JS = String.raw`"use strict";
     fill.style.width = Math.min(100, (m.lagEntries / LAG_BAR_ENTRIES) * 100) + "%";
     bar.appendChild(fill);
     box.appendChild(bar);
-    box.appendChild(el("span", "", fmtCount(m.lagEntries) + (m.lagEntries === 1 ? " entry" : " entries")));
+    box.appendChild(el("span", "", fmtCount(m.lagEntries)));
     td.appendChild(box);
     return td;
   }
@@ -89,7 +89,8 @@ export const APP_JS = String.raw`"use strict";
     if (m.reachable) {
       td.appendChild(el("span", "status", m.self ? "up (serving this page)" : "up · " + m.responseMs + " ms"));
     } else {
-      td.appendChild(el("span", "status down", "unreachable: " + m.error));
+      td.appendChild(el("span", "status down", "unreachable"));
+      td.appendChild(el("span", "reason", m.error));
     }
     return td;
   }
@@ -137,8 +138,8 @@ export const APP_JS = String.raw`"use strict";
     var needed = Math.floor(voters / 2) + 1;
     var quorumCard = $("members-up").parentElement;
     quorumCard.classList.toggle("bad", votersUp < needed);
-    var upText = votersUp + (votersUp === 1 ? " voter" : " voters") + " up, " + needed + " needed";
-    $("quorum").textContent = (votersUp >= needed ? "quorum: " : "no quorum: ") + upText;
+    $("quorum").textContent = (votersUp >= needed ? "quorum held" : "no quorum") +
+      " (needs " + needed + " of " + voters + " voters)";
   }
 
   function render(view) {

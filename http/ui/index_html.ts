@@ -71,7 +71,7 @@ export const INDEX_HTML = `<!doctype html>
             <th class="num">Commit</th>
             <th class="num">Applied</th>
             <th class="num">Last log</th>
-            <th>Replication lag</th>
+            <th>Lag (entries)</th>
             <th class="num">Last contact</th>
             <th>Status</th>
           </tr>

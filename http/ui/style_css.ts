@@ -86,8 +86,9 @@ th {
   color: var(--muted);
   padding: 6px 10px;
   border-bottom: 1px solid var(--line);
+  white-space: nowrap;
 }
-td { padding: 9px 10px; border-bottom: 1px solid var(--line); vertical-align: middle; }
+td { padding: 9px 10px; border-bottom: 1px solid var(--line); vertical-align: middle; white-space: nowrap; }
 tbody tr:last-child td { border-bottom: none; }
 .num { text-align: right; }
 td.num { font-family: var(--mono); font-size: 13px; }
@@ -137,9 +138,10 @@ table.stale { opacity: 0.55; }
 
 .status { display: inline-flex; align-items: center; gap: 6px; white-space: nowrap; }
 .status::before { content: ""; width: 8px; height: 8px; border-radius: 50%; background: #3ccf8e; }
-.status.down { color: var(--bad); white-space: normal; }
+.status.down { color: var(--bad); font-weight: 600; }
 .status.down::before { background: var(--bad); flex: 0 0 8px; }
 .muted { color: var(--muted); }
+.reason { display: block; margin-left: 14px; color: var(--bad); font-size: 12px; white-space: normal; }
 
 .kv { display: grid; grid-template-columns: 1.4fr 1fr; gap: 24px; }
 .kv-form { display: grid; grid-template-columns: 1fr 1.4fr auto; gap: 10px; align-items: end; }
