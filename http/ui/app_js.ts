@@ -68,8 +68,10 @@ export const APP_JS = String.raw`"use strict";
     var box = el("div", "lag" + level);
     var bar = el("div", "bar");
     var fill = el("div", "fill");
-    // The bar is drawn even at zero lag: an empty bar reads as "in sync".
-    fill.style.width = Math.min(100, (m.lagEntries / LAG_BAR_ENTRIES) * 100) + "%";
+    // Logarithmic, so that a lag of a few entries shows and one of thousands fills the bar; an
+    // empty bar reads as "in sync".
+    var share = Math.log(1 + m.lagEntries) / Math.log(1 + LAG_BAR_ENTRIES);
+    fill.style.width = Math.min(100, share * 100) + "%";
     bar.appendChild(fill);
     box.appendChild(bar);
     box.appendChild(el("span", "", fmtCount(m.lagEntries)));
@@ -138,8 +140,8 @@ export const APP_JS = String.raw`"use strict";
     var needed = Math.floor(voters / 2) + 1;
     var quorumCard = $("members-up").parentElement;
     quorumCard.classList.toggle("bad", votersUp < needed);
-    $("quorum").textContent = (votersUp >= needed ? "quorum held" : "no quorum") +
-      " (needs " + needed + " of " + voters + " voters)";
+    $("quorum").textContent = (votersUp >= needed ? "quorum held" : "no quorum") + " · needs " +
+      needed + " of " + voters;
   }
 
   function render(view) {
@@ -161,6 +163,13 @@ export const APP_JS = String.raw`"use strict";
     $("members").classList.toggle("stale", !ok);
   }
 
+  /** The browser's own words ("Failed to fetch") say little: name the two usual cases. */
+  function failureText(error) {
+    if (error && error.name === "TimeoutError") return "no answer in time";
+    if (error instanceof TypeError) return "no connection";
+    return String((error && error.message) || error);
+  }
+
   async function poll() {
     try {
       var response = await fetch("/ui/cluster.json", {
@@ -171,7 +180,7 @@ export const APP_JS = String.raw`"use strict";
       render(await response.json());
       setLive(true);
     } catch (error) {
-      setLive(false, error && error.name === "TimeoutError" ? "timeout" : String(error.message || error));
+      setLive(false, failureText(error));
     } finally {
       setTimeout(poll, POLL_INTERVAL_MS);
     }
@@ -245,8 +254,7 @@ export const APP_JS = String.raw`"use strict";
       showResult(result.state, result.parts);
       remember(op, key, result.state !== "error", result.short);
     } catch (error) {
-      var reason = error && error.name === "TimeoutError" ? "no answer in time" : String(error.message || error);
-      showResult("error", [op + " failed: " + reason]);
+      showResult("error", [op + " failed: " + failureText(error)]);
       remember(op, key, false, "failed");
     } finally {
       buttons.forEach(function (b) { b.disabled = false; });

@@ -45,7 +45,7 @@ code { font-family: var(--mono); font-size: 0.92em; }
 
 main { max-width: 1240px; margin: 0 auto; padding: 18px 20px 28px; }
 
-.cards { display: grid; grid-template-columns: 1.7fr repeat(4, 1fr); gap: 14px; margin-bottom: 16px; }
+.cards { display: grid; grid-template-columns: 1.5fr 1fr 1fr 1.2fr 1fr; gap: 14px; margin-bottom: 16px; }
 .card {
   background: var(--panel);
   border: 1px solid var(--line);

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { parse, parseAllDocuments } from "npm:yaml@2.9.1";
-import { parseCommandLine, type ServeOptions } from "../../http/mod.ts";
+import { FLAGS, parseCommandLine, type ServeOptions } from "../../http/mod.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const MAIN_TS = `${ROOT}main.ts`;
@@ -356,6 +356,10 @@ Deno.test("Dockerfile runs the binary as a non-root user with /data as a volume"
   assert.equal(new URL(String(healthUrl)).pathname, "/health", "liveness: quorum not needed");
   const chown = copies.find((copy) => copy.text.endsWith(` ${DATA_DIR}`));
   assert(chown?.text.includes(`--chown=${only(stage, "USER").text}`), "/data belongs to USER");
+  // Arguments that leave out --dir still keep the data on the volume.
+  const workdir = only(stage, "WORKDIR").text.replace(/\/?$/, "/");
+  const defaultDir = String(FLAGS.find((flag) => flag.name === "dir")?.default);
+  assert.equal(new URL(defaultDir, `file://${workdir}`).pathname, DATA_DIR);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -491,8 +495,8 @@ Deno.test("Kubernetes: probes, selectors, disruption budget and security", async
   assert.notEqual(at(spec, "securityContext.runAsUser"), 0);
   assert.equal(at(spec, "securityContext.fsGroup"), at(spec, "securityContext.runAsUser"));
   assert(Number(spec.terminationGracePeriodSeconds) > 0);
-  at(pod.container, "resources.requests.cpu");
-  at(pod.container, "resources.requests.memory");
+  const requests = record(at(pod.container, "resources.requests"), "resources.requests");
+  assert(requests.cpu !== undefined && requests.memory !== undefined, "CPU and memory requests");
   const clientServices = byKind(documents, "Service").filter((service) =>
     record(at(service, "spec"), "spec").clusterIP !== "None"
   );

@@ -111,7 +111,7 @@ Deno.test({
       }
     }
     const restartsMs: number[] = [];
-    let snapshotsTaken = 0;
+    let snapshotsTaken: number;
     let acknowledged = 0;
     try {
       for (let round = 0; round <= KILLS; round++) {
@@ -126,7 +126,6 @@ Deno.test({
         const [low, high] = KILL_AFTER_MS;
         await sleep(low + random() * (high - low));
         const status = await node.status();
-        snapshotsTaken += (node.output.match(/snapshot taken/g) ?? []).length;
         await node.kill();
         stop.done = true;
         acknowledged += await writing;
@@ -136,9 +135,11 @@ Deno.test({
         );
       }
       const final = await node.status();
+      // The output of every run of the process, kept together.
+      snapshotsTaken = (node.output.match(/snapshot taken/g) ?? []).length;
       print(
         `seed ${seed}: ${KILLS} SIGKILLs, ${acknowledged} acknowledged writes all present; ` +
-          `snapshots taken (counted up to the kills): ${snapshotsTaken}; restart to /ready ms: ` +
+          `snapshots taken: ${snapshotsTaken}; restart to /ready ms: ` +
           `${restartsMs.map((ms) => ms.toFixed(0)).join(", ")}; final snapshotIndex ` +
           `${final.snapshotIndex}, logEntries ${final.logEntries}`,
       );
