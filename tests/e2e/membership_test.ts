@@ -212,7 +212,9 @@ async function leaderOf(nodes: NodeProcess[]): Promise<NodeProcess> {
 }
 
 async function idOf(node: NodeProcess): Promise<string> {
-  return String((await node.status()).id);
+  const id = (await node.status()).id;
+  if (typeof id !== "string") throw new Error(`${node.url} reports no id yet`);
+  return id;
 }
 
 /** Starts a fresh node that joins through `via`, and waits until it is a voter. */

@@ -102,7 +102,7 @@ function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+async function waitFor(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
   for (let waitedMs = 0; !condition(); waitedMs += 10) {
     if (waitedMs >= timeoutMs) throw new Error(`Timed out waiting for ${what}`);
     await delay(10);
