@@ -16,3 +16,11 @@ export type {
 } from "./client.ts";
 export { FLAGS, helpText, parseCommandLine } from "./cli_args.ts";
 export type { ClientCommand, ClientInvocation, CommandLine, FlagSpec } from "./cli_args.ts";
+export {
+  chunkedBodyEnd,
+  Http1Client,
+  HttpConnection,
+  parseResponseHead,
+  ProtocolError,
+} from "./http1_client.ts";
+export type { HttpAnswer, ResponseHead } from "./http1_client.ts";

@@ -17,6 +17,7 @@ import {
   mapConcurrent,
   NodeProcess,
   sleep,
+  waitExit,
   waitFor,
   waitReady,
 } from "./_harness.ts";
@@ -439,6 +440,16 @@ Deno.test({
       });
       assert.equal(last.status, 409, last.text);
       assert.match(last.text, /last voter/);
+
+      // A node told to join through a URL where nothing answers exits with one clear line.
+      const stray = new NodeProcess({
+        port: freePort(),
+        dir: `${cluster.root}/stray`,
+        args: ["--join", `http://127.0.0.1:${freePort()}`],
+      });
+      stray.start();
+      assert.notEqual(await waitExit(stray, 20_000), 0);
+      assert.match(stray.output, /Cannot join through "http:\/\/127\.0\.0\.1:\d+"/);
 
       const leader = await cluster.leader();
       const [follower] = cluster.followers(leader);

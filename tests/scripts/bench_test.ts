@@ -1,12 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  chunkedBodyEnd,
-  HttpConnection,
-  keyName,
-  parseResponseHead,
-  requestBytes,
-  valueOf,
-} from "../../scripts/bench.ts";
+import { keyName, requestBytes, valueOf } from "../../scripts/bench.ts";
+import { chunkedBodyEnd, HttpConnection, parseResponseHead } from "../../http/mod.ts";
 import {
   type BenchReport,
   ErrorCounts,
