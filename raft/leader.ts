@@ -99,7 +99,8 @@ export class Leader {
   }
 
   hasWork(): boolean {
-    return this.#peersToSend.size > 0 || this.#commitChanged || this.reads.hasUnassigned() ||
+    const readsToStart = this.reads.hasUnassigned() && !this.reads.roundInFlight();
+    return this.#peersToSend.size > 0 || this.#commitChanged || readsToStart ||
       this.readStates.length > 0;
   }
 
@@ -157,7 +158,9 @@ export class Leader {
     for (const id of peers) if (id !== this.#host.id) this.#sendAppends(id, this.#commitChanged);
     this.#peersToSend.clear();
     this.#commitChanged = false;
-    if (this.reads.hasUnassigned()) {
+    // One read round in flight at a time: reads that arrive meanwhile share the next one, so
+    // the batch grows with the load instead of every turn costing a round of heartbeats.
+    if (this.reads.hasUnassigned() && !this.reads.roundInFlight()) {
       this.#broadcastHeartbeat(this.reads.startRound());
       this.#takeConfirmedReads();
     }

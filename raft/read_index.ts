@@ -42,6 +42,11 @@ export class ReadIndexQueue {
     return this.#unassigned.length > 0;
   }
 
+  /** A round was started and a quorum has not confirmed it yet. */
+  roundInFlight(): boolean {
+    return this.#pending.length > 0;
+  }
+
   /** Starts a heartbeat round for the reads that have none yet; returns its number. */
   startRound(): number {
     this.#round++;

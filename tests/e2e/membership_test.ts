@@ -239,6 +239,10 @@ async function idOf(node: NodeProcess): Promise<string> {
 
 /** Starts a fresh node that joins through `via`, and waits until it is a voter. */
 async function joinNode(run: Run, cluster: Cluster, via: NodeProcess): Promise<NodeProcess> {
+  // The leader compacts its log now, so the new member must start from InstallSnapshot.
+  const leader = await leaderOf(run.serving);
+  const snapshot = await httpRequest(`${leader.url}/cluster/snapshot`, { method: "POST" });
+  assert.equal(snapshot.status, 200, snapshot.text);
   const port = freePort();
   const node = new NodeProcess({
     port,
@@ -316,6 +320,7 @@ async function scenario(run: Run, cluster: Cluster): Promise<void> {
   const afterD = run.serving.filter((node) => node !== d);
   const newLeader = await leaderOf(afterD);
   run.note(`new leader ${await idOf(newLeader)}`);
+  assert.notEqual((await d.status()).role, "leader", "the removed leader stepped down");
   await d.stop();
   const follower = afterD.find((node) => node !== newLeader)!;
   await remove(run, newLeader, follower, false);
