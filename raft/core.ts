@@ -97,8 +97,6 @@ export class RaftCore {
     this.#resetElectionTimer();
   }
 
-  // ---- accessors -------------------------------------------------------------------------
-
   get role(): Role {
     return this.#role;
   }
@@ -144,9 +142,10 @@ export class RaftCore {
     this.#assertNoReadyOutstanding();
     if (this.#leader === undefined) {
       this.#electionElapsed++;
-      if (this.#electionElapsed >= this.#randomizedElectionTimeout && this.#promotable()) {
-        this.#campaign(this.#config.preVote ? "pre" : "real", false);
-      }
+      // A sole voter has no one to wait for: after a restart it leads at the first tick.
+      const due = this.#electionElapsed >= this.#randomizedElectionTimeout ||
+        this.#membership.voters().length === 1;
+      if (due && this.#promotable()) this.#campaign(this.#config.preVote ? "pre" : "real", false);
       return;
     }
     // A leader stays in its lease (it ignores vote requests) until CheckQuorum says otherwise.

@@ -274,15 +274,18 @@ export class Leader {
     );
   }
 
-  /** Sends TimeoutNow to the voter whose log matches this leader's, if there is one. */
+  /**
+   * Sends TimeoutNow to the voter that holds the most of this leader's log, if it holds all
+   * that is committed: it can win at once instead of after an election timeout.
+   */
   handOff(): void {
-    const lastIndex = this.#host.log.lastIndex();
+    let best: NodeId | undefined;
+    let bestMatch = this.#host.commitIndex();
     for (const id of this.#host.membership().voters()) {
-      if (id !== this.#host.id && this.#progress.get(id)?.match === lastIndex) {
-        this.#host.send({ type: "timeoutNow", to: id });
-        return;
-      }
+      const match = this.#progress.get(id)?.match ?? 0;
+      if (id !== this.#host.id && match >= bestMatch) [best, bestMatch] = [id, match];
     }
+    if (best !== undefined) this.#host.send({ type: "timeoutNow", to: best });
   }
 
   /** The transport could not deliver to `id`: stop pipelining to it and probe instead. */
