@@ -85,7 +85,10 @@ Deno.test("only main.ts, scripts/ and tests/ import http/, and only through http
   }
   const main = await Deno.readTextFile(`${ROOT}main.ts`);
   for (const specifier of importsOf(main)) {
-    assert(!specifier.startsWith("./http/") || specifier === "./http/mod.ts", `main.ts imports "${specifier}"`);
+    assert(
+      !specifier.startsWith("./http/") || specifier === "./http/mod.ts",
+      `main.ts imports "${specifier}"`,
+    );
   }
 });
 

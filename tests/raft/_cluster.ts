@@ -27,12 +27,21 @@ export class TestCluster {
     for (const [offset, id] of ids.entries()) {
       const storage = new MemoryStorage();
       storage.appendSync(entries, hardState);
-      this.nodes.set(id, { core: this.#newCore(id, storage, seed + offset), storage, applied: [], reads: [] });
+      this.nodes.set(id, {
+        core: this.#newCore(id, storage, seed + offset),
+        storage,
+        applied: [],
+        reads: [],
+      });
     }
   }
 
   #newCore(id: string, storage: MemoryStorage, seed: number): RaftCore {
-    const config = validateRaftConfig({ id, prng: new XorShiftPrng(seed * 7919), electionTimeoutTicks: 10 });
+    const config = validateRaftConfig({
+      id,
+      prng: new XorShiftPrng(seed * 7919),
+      electionTimeoutTicks: 10,
+    });
     return new RaftCore(config, storage.loadSync());
   }
 
@@ -54,7 +63,9 @@ export class TestCluster {
         if (ready.snapshot) node.storage.saveSnapshotSync(ready.snapshot, { discardLog: true });
         node.storage.appendSync(ready.entries, ready.hardState);
         inFlight.push(...ready.earlyMessages, ...ready.messages);
-        for (const entry of ready.committedEntries) if (entry.type === "command") node.applied.push(entry.data);
+        for (const entry of ready.committedEntries) {
+          if (entry.type === "command") node.applied.push(entry.data);
+        }
         node.reads.push(...ready.readStates);
         node.core.advance(ready);
       }
