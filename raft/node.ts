@@ -46,7 +46,8 @@ export class RaftNode implements RaftNodeApi {
   #options: RaftNodeOptions;
   #core: RaftCore;
   #logger: Logger;
-  #inputs: (() => void)[] = [];
+  /** Inputs for the next turn; `waiter` is told if the node stops before running it. */
+  #inputs: { run: () => void; waiter?: Waiter<never> }[] = [];
   #proposalsQueued = 0;
   #ticksPending = 0;
   #wakeLoop: (() => void) | undefined;
@@ -113,7 +114,7 @@ export class RaftNode implements RaftNodeApi {
         this.#counters.proposalsFailed++;
         waiter.reject(error as Error);
       }
-    });
+    }, waiter);
     return promise;
   }
 
@@ -128,7 +129,7 @@ export class RaftNode implements RaftNodeApi {
       } catch (error) {
         waiter.reject(error as Error);
       }
-    });
+    }, waiter);
     return promise;
   }
 
@@ -212,7 +213,7 @@ export class RaftNode implements RaftNodeApi {
       } catch (error) {
         waiter.reject(error as Error);
       }
-    });
+    }, waiter);
     return promise.then((result) => result.index);
   }
 
@@ -226,7 +227,7 @@ export class RaftNode implements RaftNodeApi {
       } catch (error) {
         waiter.reject(error as Error);
       }
-    });
+    }, waiter);
     await promise;
     for (;;) {
       const leader = await this.waitLeader({
@@ -244,7 +245,7 @@ export class RaftNode implements RaftNodeApi {
 
   takeSnapshot(): Promise<Index> {
     const { promise, waiter } = deferred<Index>(Infinity);
-    this.#input(() => this.#snapshot(waiter));
+    this.#input(() => this.#snapshot(waiter), waiter);
     return promise;
   }
 
@@ -288,7 +289,7 @@ export class RaftNode implements RaftNodeApi {
     for (; this.#ticksPending > 0; this.#ticksPending--) this.#core.tick();
     const inputs = this.#inputs;
     this.#inputs = [];
-    for (const input of inputs) input();
+    for (const input of inputs) input.run();
   }
 
   async #turn(ready: Ready): Promise<void> {
@@ -464,8 +465,8 @@ export class RaftNode implements RaftNodeApi {
 
   // ---- helpers ---------------------------------------------------------------------------
 
-  #input(input: () => void): void {
-    this.#inputs.push(input);
+  #input(run: () => void, waiter?: Waiter<never>): void {
+    this.#inputs.push({ run, waiter });
     this.#wakeLoop?.();
   }
 
@@ -539,7 +540,14 @@ export class RaftNode implements RaftNodeApi {
   }
 
   #failWaiters(error: Error): void {
-    for (const { waiter } of this.#proposals.values()) waiter.reject(error);
+    for (const { waiter } of this.#inputs) waiter?.reject(error);
+    this.#inputs = [];
+    // A proposal in the log may still commit through another leader: its outcome is unknown,
+    // whatever stopped this node. Only what was never proposed fails plainly.
+    const unknown = new ProposalTimeoutError(
+      `${error.message}: the outcome of the proposal is unknown`,
+    );
+    for (const { waiter } of this.#proposals.values()) waiter.reject(unknown);
     this.#proposals.clear();
     for (const { waiter } of this.#reads.values()) waiter.reject(error);
     this.#reads.clear();

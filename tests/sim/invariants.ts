@@ -17,6 +17,13 @@ export class SafetyViolation extends Error {
   override name = "SafetyViolation";
 }
 
+/** The node a message leaves: its disk and, while it runs, its core. */
+export interface SenderView {
+  readonly id: NodeId;
+  readonly storage: MemoryStorage;
+  readonly core: CoreView | undefined;
+}
+
 /** What the checker reads from a running core after every call into it. */
 export interface CoreView {
   role: Role;
@@ -183,8 +190,13 @@ export class SafetyChecker {
     this.observe(id, core);
   }
 
-  /** Persist before send: nothing leaves a node in a term (or with a vote) it has not stored. */
-  onSend(id: NodeId, message: Message, persisted: HardState): void {
+  /**
+   * Persist before send (thesis §3.8): nothing leaves a node in a term (or with a vote) it has
+   * not stored, and no answer promises entries its disk does not hold.
+   */
+  onSend(sender: SenderView, message: Message): void {
+    const id = sender.id;
+    const persisted = sender.storage.hardState;
     if (message.type === "vote" || message.type === "voteResponse") {
       if (message.pre) return;
     }
@@ -195,9 +207,18 @@ export class SafetyChecker {
           `(stored ${persisted.term})`,
       );
     }
+    if (message.type === "vote" && (persisted.term !== message.term || persisted.vote !== id)) {
+      // A candidate that forgets its own vote may vote again in that term after a restart.
+      this.fail(
+        id,
+        `asked for votes in term ${message.term} before persisting its own vote ` +
+          `(stored term ${persisted.term}, vote ${JSON.stringify(persisted.vote)})`,
+      );
+    }
     // A persisted later term covers a vote of an earlier one: it can never be cast again.
     const voteStored = persisted.term > message.term || persisted.vote === message.to;
     if (message.type === "appendEntriesResponse" && message.success) {
+      this.#checkAckPersisted(sender, message.matchIndex);
       const acked = this.#acked.get(id);
       if (acked === undefined || acked.term !== message.term) {
         this.#acked.set(id, { term: message.term, index: message.matchIndex });
@@ -209,6 +230,33 @@ export class SafetyChecker {
       this.fail(
         id,
         `granted a vote to "${message.to}" in term ${message.term} before persisting it`,
+      );
+    }
+  }
+
+  /**
+   * A success answer up to `matchIndex` lets the leader count this node for every entry up to
+   * there: its disk must hold them, and hold the same entry at `matchIndex` as its memory (an
+   * older entry of another term at that index would be a promise about a different log).
+   */
+  #checkAckPersisted(sender: SenderView, matchIndex: Index): void {
+    const { id, storage } = sender;
+    if (matchIndex <= storageOffset(storage)) return; // covered by the stored snapshot
+    const storedLast = storageLastIndex(storage);
+    if (matchIndex > storedLast) {
+      this.fail(
+        id,
+        `acknowledged entries up to ${matchIndex} before persisting them ` +
+          `(stored up to ${storedLast})`,
+      );
+    }
+    const storedTerm = storageTerm(storage, matchIndex);
+    const memoryTerm = sender.core?.entry(matchIndex)?.term;
+    if (memoryTerm !== storedTerm) {
+      this.fail(
+        id,
+        `acknowledged entry ${matchIndex} of term ${memoryTerm ?? "none"} before persisting it ` +
+          `(stored term ${storedTerm})`,
       );
     }
   }

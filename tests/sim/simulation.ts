@@ -275,7 +275,7 @@ export class Simulation {
       outgoing = { ...message, snapshot: { metadata: wanted, data: stored.data } };
       this.stats.snapshotsInstalled += 1;
     }
-    this.checker.onSend(node.id, outgoing, node.storage.hardState);
+    this.checker.onSend(node, outgoing);
     this.network.send(outgoing, this.#step);
   }
 

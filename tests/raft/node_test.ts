@@ -1,0 +1,112 @@
+/** The driver loop with in-memory storage and transport: answers, deadlines and stopping. */
+import assert from "node:assert/strict";
+import {
+  bootstrapState,
+  ManualClock,
+  type Member,
+  MemoryStorage,
+  type Message,
+  type NodeId,
+  ProposalTimeoutError,
+  RaftNode,
+  type StateMachine,
+  type Transport,
+  validateRaftConfig,
+  XorShiftPrng,
+} from "../../raft/mod.ts";
+
+class CountingMachine implements StateMachine {
+  applied: number[] = [];
+  apply(index: number): unknown {
+    this.applied.push(index);
+    return { index };
+  }
+  snapshot(): Uint8Array {
+    return new Uint8Array();
+  }
+  restore(): void {}
+}
+
+/** Delivers messages between nodes in this process, unless the link is cut. */
+class LoopbackTransport implements Transport {
+  static nodes = new Map<NodeId, RaftNode>();
+  static cut = new Set<NodeId>();
+  send(messages: Message[]): void {
+    for (const message of messages) {
+      if (LoopbackTransport.cut.has(message.to) || LoopbackTransport.cut.has(message.from)) {
+        continue;
+      }
+      queueMicrotask(() => LoopbackTransport.nodes.get(message.to)?.step(message));
+    }
+  }
+  setPeers(): void {}
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+async function startCluster(ids: string[], clock: ManualClock): Promise<RaftNode[]> {
+  const members: Member[] = ids.map((id) => ({ id, url: `http://${id}`, voter: true }));
+  const { entries, hardState } = bootstrapState(members);
+  const nodes: RaftNode[] = [];
+  for (const [offset, id] of ids.entries()) {
+    const storage = new MemoryStorage();
+    storage.appendSync(entries, hardState);
+    const node = await RaftNode.start({
+      config: validateRaftConfig({ id, prng: new XorShiftPrng(offset + 1) }),
+      storage,
+      transport: new LoopbackTransport(),
+      stateMachine: new CountingMachine(),
+      clock,
+      tickMs: 10,
+      snapshotEntries: 1_000_000,
+      snapshotBytes: 1e12,
+    });
+    LoopbackTransport.nodes.set(id, node);
+    nodes.push(node);
+  }
+  return nodes;
+}
+
+async function advance(clock: ManualClock, ms: number): Promise<void> {
+  for (let t = 0; t < ms; t += 10) {
+    clock.advance(10);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+}
+
+Deno.test("RaftNode answers a proposal once it is committed and applied", async () => {
+  const clock = new ManualClock();
+  const nodes = await startCluster(["a", "b", "c"], clock);
+  try {
+    await advance(clock, 500);
+    const leader = nodes.find((node) => node.status().role === "leader");
+    assert(leader !== undefined, "a leader is elected");
+    const proposing = leader.propose(new Uint8Array([1]), { timeoutMs: 1_000 });
+    await advance(clock, 50);
+    const { index } = await proposing;
+    assert(leader.appliedIndex() >= index);
+  } finally {
+    for (const node of nodes) await node.stop();
+    LoopbackTransport.nodes.clear();
+  }
+});
+
+Deno.test("a proposal pending when its node stops has an unknown outcome, not a refusal", async () => {
+  const clock = new ManualClock();
+  const nodes = await startCluster(["a", "b", "c"], clock);
+  try {
+    await advance(clock, 500);
+    const leader = nodes.find((node) => node.status().role === "leader")!;
+    // Cut the leader off after it proposes: the entry may still commit through another leader.
+    const proposing = leader.propose(new Uint8Array([2]), { timeoutMs: 10_000 });
+    LoopbackTransport.cut.add(leader.id);
+    await advance(clock, 20);
+    await leader.stop();
+    await assert.rejects(proposing, ProposalTimeoutError);
+  } finally {
+    LoopbackTransport.cut.clear();
+    for (const node of nodes) await node.stop();
+    LoopbackTransport.nodes.clear();
+  }
+});
