@@ -141,6 +141,8 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
         prng: new XorShiftPrng(seedFrom(id)),
         logger,
         electionTimeoutTicks: ticks.electionTimeoutTicks,
+        // [T, 1.5T): failover in about T, with room enough that split votes stay rare.
+        electionJitterTicks: Math.max(1, Math.round(ticks.electionTimeoutTicks / 2)),
         heartbeatIntervalTicks: ticks.heartbeatIntervalTicks,
       }),
       storage: store.storage,

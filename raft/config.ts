@@ -6,8 +6,10 @@ import type { NodeId } from "./types.ts";
 /** Settings of one core. Time is in ticks; http/server.ts converts from milliseconds. */
 export interface RaftConfig {
   id: NodeId;
-  /** A follower campaigns after [n, 2n) ticks without hearing from a leader. */
+  /** A follower campaigns after [n, n + jitter) ticks without hearing from a leader. */
   electionTimeoutTicks: number;
+  /** Randomization of the election timeout (thesis §9.3); default electionTimeoutTicks. */
+  electionJitterTicks: number;
   heartbeatIntervalTicks: number;
   /** Pre-Vote (thesis §9.6): a node that cannot win does not disturb the term. */
   preVote: boolean;
@@ -21,7 +23,8 @@ export type RaftConfigInput = Pick<RaftConfig, "id" | "prng"> & Partial<RaftConf
 
 export function validateRaftConfig(input: RaftConfigInput): RaftConfig {
   const config: RaftConfig = {
-    electionTimeoutTicks: 10,
+    electionTimeoutTicks: input.electionTimeoutTicks ?? 10,
+    electionJitterTicks: input.electionJitterTicks ?? input.electionTimeoutTicks ?? 10,
     heartbeatIntervalTicks: 1,
     preVote: true,
     checkQuorum: true,
@@ -39,6 +42,9 @@ export function validateRaftConfig(input: RaftConfigInput): RaftConfig {
     throw new RangeError(
       "Cannot configure raft: electionTimeoutTicks must exceed twice heartbeatIntervalTicks",
     );
+  }
+  if (!Number.isSafeInteger(config.electionJitterTicks) || config.electionJitterTicks < 1) {
+    throw new RangeError("Cannot configure raft: electionJitterTicks must be at least 1");
   }
   return config;
 }

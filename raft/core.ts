@@ -499,8 +499,9 @@ export class RaftCore {
 
   #resetElectionTimer(): void {
     this.#electionElapsed = 0;
-    const base = this.#config.electionTimeoutTicks;
-    this.#randomizedElectionTimeout = base + Math.floor(this.#config.prng.next() * base);
+    const { electionTimeoutTicks, electionJitterTicks, prng } = this.#config;
+    this.#randomizedElectionTimeout = electionTimeoutTicks +
+      Math.floor(prng.next() * electionJitterTicks);
   }
 
   // ---- the follower's side of replication (§5.3) and snapshots (§7) ------------------------
