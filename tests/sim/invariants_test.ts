@@ -1,0 +1,108 @@
+/**
+ * The persist-before-send checks of SafetyChecker.onSend, on hand-made disks and messages: each
+ * violation the simulation relies on them to catch is caught, and the legal cases pass.
+ */
+import assert from "node:assert/strict";
+import { type Entry, MemoryStorage, type Message } from "../../raft/mod.ts";
+import { type CoreView, SafetyChecker, SafetyViolation, type SenderView } from "./invariants.ts";
+
+function noop(index: number, term: number): Entry {
+  return { type: "noop", index, term };
+}
+
+/** A follower "n1" in term 2 whose memory holds `memory` and whose disk holds `stored`. */
+function sender(stored: Entry[], memory: Entry[]): SenderView {
+  const storage = new MemoryStorage();
+  storage.appendSync(stored, { term: 2, vote: null, commit: 0 });
+  const core: CoreView = {
+    role: "follower",
+    term: 2,
+    commitIndex: 0,
+    appliedIndex: 0,
+    lastIndex: () => memory.at(-1)?.index ?? 0,
+    snapshotIndex: () => 0,
+    entry: (index) => memory.find((entry) => entry.index === index),
+  };
+  return { id: "n1", storage, core };
+}
+
+function ack(matchIndex: number): Message {
+  return {
+    type: "appendEntriesResponse",
+    from: "n1",
+    to: "n2",
+    term: 2,
+    success: true,
+    matchIndex,
+    hintIndex: 0,
+    hintTerm: 0,
+  };
+}
+
+function voteRequest(pre: boolean): Message {
+  return {
+    type: "vote",
+    from: "n1",
+    to: "n2",
+    term: 2,
+    pre,
+    lastLogIndex: 0,
+    lastLogTerm: 0,
+    transfer: false,
+  };
+}
+
+/** Asserts that `check` throws a SafetyViolation whose message ends with `what`. */
+function assertViolation(check: () => void, what: string): void {
+  assert.throws(check, (error: unknown) => {
+    assert(error instanceof SafetyViolation, `expected a SafetyViolation, got ${error}`);
+    assert.equal(error.message.slice(-what.length), what);
+    return true;
+  });
+}
+
+function checker(): SafetyChecker {
+  const checker = new SafetyChecker(7);
+  checker.step = 11;
+  return checker;
+}
+
+Deno.test("SafetyChecker.onSend rejects an answer acknowledging entries not yet stored", () => {
+  const node = sender([noop(1, 1)], [noop(1, 1), noop(2, 2), noop(3, 2)]);
+  assertViolation(
+    () => checker().onSend(node, ack(3)),
+    'Safety violated (seed 7, step 11, node "n1"): ' +
+      "acknowledged entries up to 3 before persisting them (stored up to 1)",
+  );
+});
+
+Deno.test("SafetyChecker.onSend rejects an answer acknowledging an entry the disk holds in another term", () => {
+  // The log was truncated and rewritten in memory; the disk still holds the old entry at 2.
+  const node = sender([noop(1, 1), noop(2, 1)], [noop(1, 1), noop(2, 2)]);
+  assertViolation(
+    () => checker().onSend(node, ack(2)),
+    "acknowledged entry 2 of term 2 before persisting it (stored term 1)",
+  );
+});
+
+Deno.test("SafetyChecker.onSend accepts answers for stored entries and for a stored snapshot", () => {
+  const entries = [noop(1, 1), noop(2, 2)];
+  checker().onSend(sender(entries, entries), ack(2));
+  const node = sender([], []);
+  node.storage.saveSnapshotSync({
+    metadata: { index: 5, term: 2, confState: { members: [] } },
+    data: new Uint8Array([1]),
+  }, { discardLog: true });
+  checker().onSend(node, ack(5));
+});
+
+Deno.test("SafetyChecker.onSend rejects a vote request before the candidate's own vote is stored", () => {
+  const node = sender([], []);
+  assertViolation(
+    () => checker().onSend(node, voteRequest(false)),
+    "asked for votes in term 2 before persisting its own vote (stored term 2, vote null)",
+  );
+  checker().onSend(node, voteRequest(true)); // a pre-vote promises nothing
+  node.storage.appendSync([], { term: 2, vote: "n1", commit: 0 });
+  checker().onSend(node, voteRequest(false));
+});
