@@ -25,7 +25,8 @@ export const PEER_BATCH_MESSAGES_MAX = 1_024;
 export const PEER_BATCH_BYTES_MAX = 4 * 1024 * 1024;
 /** Back-off after the first failure, doubled per failure up to PEER_BACKOFF_MAX_MS. */
 export const PEER_BACKOFF_MIN_MS = 50;
-export const PEER_BACKOFF_MAX_MS = 1_000;
+/** A restarted peer waits at most this long to hear from us; trying a dead one is cheap. */
+export const PEER_BACKOFF_MAX_MS = 250;
 export const PEER_REQUEST_TIMEOUT_MS = 5_000;
 /** Deadline of one snapshot chunk: the last one waits while the peer takes the whole. */
 export const PEER_SNAPSHOT_TIMEOUT_MS = 30_000;
