@@ -21,6 +21,9 @@ import type {
 } from "./node_api.ts";
 import type { ConfChange, Entry, Index, Member, Message, NodeId, Ready, Term } from "./types.ts";
 
+/** New command bytes, times this, must reach the last snapshot's size before the next one. */
+const SNAPSHOT_SIZE_PER_LOG_BYTE = 4;
+
 type ProposalWaiter = { term: Term; waiter: Waiter<ProposeResult> };
 
 /**
@@ -77,15 +80,18 @@ export class RaftNode implements RaftNodeApi {
   /** Loads the persisted state, restores the state machine from the snapshot, and starts. */
   static async start(options: RaftNodeOptions): Promise<RaftNode> {
     const persisted = await options.storage.load();
+    let restoredBytes = 0;
     if (persisted.snapshot !== undefined) {
       const snapshot = await options.storage.loadSnapshot();
       if (snapshot === undefined || snapshot.metadata.index !== persisted.snapshot.index) {
         throw new StorageError("Cannot start: the stored snapshot is missing or does not match");
       }
       options.stateMachine.restore(snapshot.data);
+      restoredBytes = snapshot.data.byteLength;
     }
     const node = new RaftNode(options, new RaftCore(options.config, persisted));
     node.#applied = node.#core.appliedIndex;
+    node.#counters.lastSnapshotBytes = restoredBytes;
     node.#updatePeers();
     node.#loopDone = node.#loop();
     node.#stopTicks = options.clock.every(options.tickMs, () => node.#onTick());
@@ -424,13 +430,14 @@ export class RaftNode implements RaftNodeApi {
 
   #maybeSnapshot(): void {
     const sinceEntries = this.#core.appliedIndex - this.#core.snapshotIndex();
-    if (
-      sinceEntries < this.#options.snapshotEntries &&
-      this.#bytesSinceSnapshot < this.#options.snapshotBytes
-    ) {
-      return;
-    }
-    this.#snapshot(undefined);
+    const bytes = this.#bytesSinceSnapshot;
+    // A snapshot rewrites the whole state: with a large state, wait until the commands since
+    // the last one amount to a share of its size, or the log would be rewritten every few
+    // thousand writes. The byte threshold bounds the log whatever the state's size.
+    const worthIt = bytes * SNAPSHOT_SIZE_PER_LOG_BYTE >= this.#counters.lastSnapshotBytes;
+    const due = (sinceEntries >= this.#options.snapshotEntries && worthIt) ||
+      bytes >= this.#options.snapshotBytes;
+    if (due) this.#snapshot(undefined);
   }
 
   /** Snapshots the state machine at the applied index, stores it, then compacts the log. */
