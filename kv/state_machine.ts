@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
-import { decode, encode } from "@msgpack/msgpack";
 import type { StateMachine } from "../raft/mod.ts";
-import { errorMessage, fitsUtf8, isIndex, isRecord, rejectUnknownFields } from "./_validate.ts";
 import { type Command, decodeCommand } from "./command.ts";
-import { KEY_BYTES_MAX, REQUEST_ID_BYTES_MAX, REQUEST_IDS_MAX, VALUE_BYTES_MAX } from "./limits.ts";
+import { decodeSnapshot, encodeSnapshot, type StoredValue } from "./snapshot_codec.ts";
+import { REQUEST_IDS_MAX } from "./limits.ts";
 
 /**
  * What applying one log entry returned. `index`: the log index at which the command was (first)
@@ -20,14 +19,6 @@ export interface KvStateMachineOptions {
   /** Request ids remembered for idempotent retries (default REQUEST_IDS_MAX). */
   requestIdsMax?: number;
 }
-
-interface StoredValue {
-  value: string;
-  index: number;
-}
-
-const SNAPSHOT_FORMAT = 1;
-const SNAPSHOT_FIELDS = ["format", "appliedIndex", "entries", "requests"];
 
 /**
  * The replicated key-value map. Pure and in memory: every replica that applies the same entries
@@ -86,20 +77,16 @@ export class KvStateMachine implements StateMachine {
 
   /** MessagePack image of the map and the idempotency table, both in insertion order. */
   snapshot(): Uint8Array {
-    const entries: [string, string, number][] = [];
-    for (const [key, stored] of this.#map) entries.push([key, stored.value, stored.index]);
-    const requests: [string, ApplyResult][] = [...this.#requests];
-    return encode({
-      format: SNAPSHOT_FORMAT,
+    return encodeSnapshot({
       appliedIndex: this.#appliedIndex,
-      entries,
-      requests,
+      map: this.#map,
+      requests: this.#requests,
     });
   }
 
   /** Replaces the whole state with `data`. Throws `TypeError` and changes nothing if invalid. */
   restore(data: Uint8Array): void {
-    const parsed = parseSnapshot(data);
+    const parsed = decodeSnapshot(data);
     this.#map = parsed.map;
     this.#requests = parsed.requests;
     this.#appliedIndex = parsed.appliedIndex;
@@ -133,86 +120,5 @@ export class KvStateMachine implements StateMachine {
       if (this.#requests.size <= this.#requestIdsMax) break;
       this.#requests.delete(requestId);
     }
-  }
-}
-
-interface ParsedSnapshot {
-  appliedIndex: number;
-  map: Map<string, StoredValue>;
-  requests: Map<string, ApplyResult>;
-}
-
-function parseSnapshot(data: Uint8Array): ParsedSnapshot {
-  const context = "Cannot restore key-value snapshot";
-  let value: unknown;
-  try {
-    value = decode(data);
-  } catch (error) {
-    throw new TypeError(`${context}: invalid MessagePack: ${errorMessage(error)}`);
-  }
-  if (!isRecord(value)) throw new TypeError(`${context}: expected an object`);
-  rejectUnknownFields(value, SNAPSHOT_FIELDS, context);
-  if (value.format !== SNAPSHOT_FORMAT) {
-    throw new TypeError(`${context}: unknown format ${JSON.stringify(value.format)}`);
-  }
-  const appliedIndex = value.appliedIndex;
-  if (!isIndex(appliedIndex)) throw new TypeError(`${context}: field "appliedIndex" is invalid`);
-  if (!Array.isArray(value.entries)) throw new TypeError(`${context}: field "entries" is invalid`);
-  if (!Array.isArray(value.requests)) {
-    throw new TypeError(`${context}: field "requests" is invalid`);
-  }
-  const map = new Map<string, StoredValue>();
-  for (const entry of value.entries) {
-    if (
-      !Array.isArray(entry) || entry.length !== 3 || typeof entry[0] !== "string" ||
-      entry[0] === "" || !fitsUtf8(entry[0], KEY_BYTES_MAX) || typeof entry[1] !== "string" ||
-      !fitsUtf8(entry[1], VALUE_BYTES_MAX) || !isIndex(entry[2]) || entry[2] > appliedIndex ||
-      entry[2] === 0 || map.has(entry[0])
-    ) {
-      throw new TypeError(`${context}: entry ${map.size} is invalid`);
-    }
-    map.set(entry[0], { value: entry[1], index: entry[2] });
-  }
-  const requests = new Map<string, ApplyResult>();
-  for (const request of value.requests) {
-    if (
-      !Array.isArray(request) || request.length !== 2 || typeof request[0] !== "string" ||
-      request[0] === "" || !fitsUtf8(request[0], REQUEST_ID_BYTES_MAX) || requests.has(request[0])
-    ) {
-      throw new TypeError(`${context}: request ${requests.size} is invalid`);
-    }
-    const result = parseApplyResult(request[1], appliedIndex);
-    if (result === undefined) {
-      throw new TypeError(`${context}: result of request "${request[0]}" is invalid`);
-    }
-    requests.set(request[0], result);
-  }
-  return { appliedIndex, map, requests };
-}
-
-function parseApplyResult(value: unknown, appliedIndex: number): ApplyResult | undefined {
-  if (!isRecord(value)) return undefined;
-  const index = value.index;
-  if (!isIndex(index) || index === 0 || index > appliedIndex) return undefined;
-  const fields = Object.keys(value).length;
-  switch (value.type) {
-    case "set":
-      return value.ok === true && fields === 3 ? { type: "set", ok: true, index } : undefined;
-    case "cas":
-      if (value.ok === true && fields === 3) return { type: "cas", ok: true, index };
-      if (
-        value.ok === false && fields === 4 &&
-        (value.current === null ||
-          (typeof value.current === "string" && fitsUtf8(value.current, VALUE_BYTES_MAX)))
-      ) {
-        return { type: "cas", ok: false, current: value.current, index };
-      }
-      return undefined;
-    case "delete":
-      return typeof value.deleted === "boolean" && fields === 3
-        ? { type: "delete", deleted: value.deleted, index }
-        : undefined;
-    default:
-      return undefined;
   }
 }
