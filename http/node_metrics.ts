@@ -77,6 +77,10 @@ export function nodeMetrics(registry: Metrics, sources: NodeMetricsSources): Nod
     ),
     peerUp: registry.gauge("raftkv_peer_reachable", "1 when the last request to a peer succeeded"),
     peerQueued: registry.gauge("raftkv_peer_queued_messages", "Messages waiting for a peer"),
+    memory: registry.gauge(
+      "raftkv_process_memory_bytes",
+      "Process memory by kind: rss, heap_used, heap_total, external (Deno.memoryUsage)",
+    ),
   };
   return {
     collect() {
@@ -91,6 +95,11 @@ export function nodeMetrics(registry: Metrics, sources: NodeMetricsSources): Nod
       m.snapshotBytes.set({}, counters.lastSnapshotBytes);
       m.snapshotSeconds.set({}, counters.lastSnapshotMs / 1000);
       m.dbBytes.set({}, sources.dbSizeBytes());
+      const memory = Deno.memoryUsage();
+      m.memory.set({ kind: "rss" }, memory.rss);
+      m.memory.set({ kind: "heap_used" }, memory.heapUsed);
+      m.memory.set({ kind: "heap_total" }, memory.heapTotal);
+      m.memory.set({ kind: "external" }, memory.external);
       m.peerUp.reset();
       m.peerQueued.reset();
       for (const peer of sources.peerStats()) {
