@@ -123,13 +123,11 @@ export class Forwarder {
     const url = new URL(original.url);
     const remainingMs = request.deadline.remainingMs();
     const signal = AbortSignal.timeout(Math.max(1, remainingMs));
-    let sent = false;
     try {
       const response = await this.#deps.fetch(
         `${leaderUrl.replace(/\/+$/, "")}${url.pathname}${url.search}`,
         { ...relayInit(original, { nodeId: this.#deps.node.id, remainingMs }), signal },
       );
-      sent = true;
       const body = await response.arrayBuffer();
       const headers = new Headers();
       for (const name of RELAYED_RESPONSE_HEADERS) {
@@ -140,13 +138,13 @@ export class Forwarder {
       this.#deps.forwards.inc({ result: "relayed" });
       return new Response(body, { status: response.status, headers });
     } catch (error) {
-      throw this.#relayFailure(original, { leaderUrl, error, sent, timedOut: signal.aborted });
+      throw this.#relayFailure(original, { leaderUrl, error, timedOut: signal.aborted });
     }
   }
 
   #relayFailure(
     original: OriginalRequest,
-    failure: { leaderUrl: string; error: unknown; sent: boolean; timedOut: boolean },
+    failure: { leaderUrl: string; error: unknown; timedOut: boolean },
   ): ApiError {
     const { leaderUrl, error, timedOut } = failure;
     this.#deps.forwards.inc({ result: timedOut ? "timeout" : "unreachable" });
@@ -156,9 +154,10 @@ export class Forwarder {
       error: String(error),
     });
     const message = `No answer from the leader "${leaderUrl}" in time`;
-    if (original.write && (failure.sent || timedOut || !failedBeforeSending(error))) {
-      return outcomeUnknownError(message);
-    }
+    // fetch may resend a request on a fresh connection when a kept-alive one closes under it,
+    // so even "connection refused" can follow a first attempt the leader received and
+    // proposed: a write that failed on the way has an unknown outcome, never "not proposed".
+    if (original.write) return outcomeUnknownError(message);
     if (timedOut) {
       return new ApiError(503, "timeout", {
         body: { outcome: "none", message, leader: leaderUrl },
@@ -193,10 +192,4 @@ function relayInit(
     body: hasBody ? original.body as Uint8Array<ArrayBuffer> : undefined,
     redirect: "manual",
   };
-}
-
-/** Connection failures that happen before a byte of the request could reach the leader. */
-function failedBeforeSending(error: unknown): boolean {
-  const text = error instanceof Error ? `${error.message} ${String(error.cause ?? "")}` : "";
-  return /connect(?!ion)|refused|dns|lookup|resolve|unreachable|invalid url/i.test(text);
 }

@@ -59,6 +59,8 @@ interface Event {
 /** The state the clients and the steps share. */
 class Run {
   readonly recorder = new HistoryRecorder();
+  /** Why each refused (503) operation was refused, for a failing run's report. */
+  readonly refusals: string[] = [];
   /** Values whose write was acknowledged, by unique key: none may be lost. */
   readonly acknowledged = new Map<string, string>();
   /** When each acknowledged write completed (ms since start), to measure unavailability. */
@@ -124,8 +126,10 @@ async function clientLoop(run: Run, client: number, seed: number): Promise<void>
       else if (output === "unknown") run.recorder.indeterminate(id);
       else run.recorder.complete(id, output);
     } catch (error) {
-      if (neverSent(error)) run.recorder.fail(id);
-      else if (error instanceof UnavailableError) run.recorder.indeterminate(id);
+      if (neverSent(error)) {
+        run.refusals.push(`${run.nowMs().toFixed(1)} ${JSON.stringify(input)} ${key}: never sent`);
+        run.recorder.fail(id);
+      } else if (error instanceof UnavailableError) run.recorder.indeterminate(id);
       else throw error;
     }
   }
@@ -154,6 +158,7 @@ async function registerCall(
   input: OpInput,
 ): Promise<Output | "refused" | "unknown"> {
   let status: number;
+  let lastBody: unknown;
   switch (input.type) {
     case "get": {
       const answer = await server.get(key, { consistency: "linearizable" });
@@ -161,6 +166,7 @@ async function registerCall(
         return { type: "get", value: answer.value };
       }
       status = answer.status;
+      lastBody = answer.body;
       break;
     }
     case "set": {
@@ -170,6 +176,7 @@ async function registerCall(
         return { type: "set" };
       }
       status = answer.status;
+      lastBody = answer.body;
       break;
     }
     case "cas": {
@@ -177,12 +184,20 @@ async function registerCall(
       if (answer.status === 200) return { type: "cas", ok: true };
       if (answer.status === 409) return { type: "cas", ok: false, current: answer.current };
       status = answer.status;
+      lastBody = answer.body;
       break;
     }
     default:
       throw new Error(`unused operation ${input.type}`);
   }
-  if (status === 503) return "refused";
+  if (status === 503) {
+    run.refusals.push(
+      `${run.nowMs().toFixed(1)} ${input.type} ${key} ${JSON.stringify(input)} via ${
+        server.servers[0]
+      }: ${JSON.stringify(lastBody)}`,
+    );
+    return "refused";
+  }
   if (status !== 504 && status !== 500) run.unexpected.push(`${input.type} ${key}: ${status}`);
   return "unknown";
 }
@@ -396,8 +411,14 @@ Deno.test({
       );
       if (result.result !== "ok") {
         const detail = result.result === "illegal" ? result.report : result.reason;
+        const path = await Deno.makeTempFile({ prefix: "raftkv-history-", suffix: ".txt" });
+        await Deno.writeTextFile(
+          path,
+          history.map(describeOperation).join("\n") + "\nrefused:\n" + run.refusals.join("\n") +
+            "\n",
+        );
         throw new Error(
-          `History is ${result.result} (seed ${seed}):\n${detail}\n` +
+          `History is ${result.result} (seed ${seed}; history saved to ${path}):\n${detail}\n` +
             history.slice(-40).map(describeOperation).join("\n"),
         );
       }
