@@ -300,8 +300,11 @@ export class RaftNode implements RaftNodeApi {
 
   async #turn(ready: Ready): Promise<void> {
     this.#counters.readyTurns++;
-    // A member added in this turn must be reachable before the first message to it leaves.
-    this.#updatePeers();
+    // The core's membership changes when a config entry commits; that entry (or the snapshot)
+    // is in this Ready, so tell the transport before the first message to a new member leaves.
+    if (ready.snapshot !== undefined || ready.committedEntries.some((e) => e.type === "config")) {
+      this.#updatePeers();
+    }
     const { storage, transport } = this.#options;
     if (ready.snapshot !== undefined) {
       await storage.saveSnapshot(ready.snapshot, { discardLog: true });
@@ -326,7 +329,7 @@ export class RaftNode implements RaftNodeApi {
     const firstNewIndex = ready.entries[0]?.index ?? Infinity;
     const applyNow = ready.committedEntries.filter((entry) => entry.index < firstNewIndex);
     const applyLater = ready.committedEntries.slice(applyNow.length);
-    let membershipChanged = this.#apply(applyNow);
+    this.#apply(applyNow);
     if (persisting !== undefined) {
       await persisting;
       const durationMs = this.#options.clock.now() - startMs;
@@ -335,9 +338,8 @@ export class RaftNode implements RaftNodeApi {
       this.#options.onPersisted?.(durationMs, ready.entries.length);
     }
     transport.send(ready.messages);
-    membershipChanged = this.#apply(applyLater) || membershipChanged;
+    this.#apply(applyLater);
     this.#core.advance(ready);
-    if (ready.snapshot !== undefined || membershipChanged) this.#updatePeers();
     this.#onSoftState(ready);
     this.#applied = this.#core.appliedIndex;
     this.#appliedWaiters.release(this.#applied);
@@ -349,17 +351,14 @@ export class RaftNode implements RaftNodeApi {
     this.#maybeSnapshot();
   }
 
-  /** Applies committed entries and answers their proposers; true if membership changed. */
-  #apply(entries: Entry[]): boolean {
-    let membershipChanged = false;
+  /** Applies committed entries and answers their proposers. */
+  #apply(entries: Entry[]): void {
     for (const entry of entries) {
       this.#applied = entry.index;
       let result: unknown = undefined;
       if (entry.type === "command") {
         result = this.#options.stateMachine.apply(entry.index, entry.data);
         this.#bytesSinceSnapshot += entry.data.byteLength;
-      } else if (entry.type === "config") {
-        membershipChanged = true;
       }
       const proposal = this.#proposals.get(entry.index);
       if (proposal === undefined) continue;
@@ -375,7 +374,6 @@ export class RaftNode implements RaftNodeApi {
         );
       }
     }
-    return membershipChanged;
   }
 
   #answerRead(readId: number, index: Index): void {

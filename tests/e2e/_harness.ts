@@ -2,7 +2,7 @@
  * Real raftkv processes for end-to-end tests: free loopback ports, temporary dirs, and cleanup
  * that always runs (SIGKILL on whatever is left).
  */
-import { RaftkvClient } from "../../http/mod.ts";
+import { RaftkvClient, UnavailableError } from "../../http/mod.ts";
 
 const MAIN_TS = new URL("../../main.ts", import.meta.url).pathname;
 const decoder = new TextDecoder();
@@ -391,4 +391,10 @@ function parseRawResponse(bytes: Uint8Array): HttpAnswer {
     json = undefined;
   }
   return { status, headers, text, json };
+}
+
+/** A request that no server received (every connection was refused): it did not happen. */
+export function neverSent(error: unknown): boolean {
+  return error instanceof UnavailableError &&
+    error.failures.every((failure) => failure.reason === "connection refused");
 }

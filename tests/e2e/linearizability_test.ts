@@ -1,3 +1,5 @@
+import { neverSent } from "./_harness.ts";
+import { seededRandom } from "../linearizability/history.ts";
 /**
  * Jepsen-style: concurrent clients run set, linearizable get, cas and delete on a few keys
  * through random nodes of a real 3-node cluster while the leader is SIGKILLed and restarted,
@@ -34,18 +36,6 @@ const PARTITION_AT_MS = 11_000;
 const HEAL_AT_MS = 16_000;
 const SAMPLE_INTERVAL_MS = 250;
 
-/** A seeded PRNG (mulberry32): the same seed gives the same choices of operations. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface RunState {
   cluster: ProxiedCluster;
   recorder: HistoryRecorder;
@@ -57,12 +47,6 @@ interface RunState {
   unexpected: number[];
   events: string[];
   startMs: number;
-}
-
-/** Did the request certainly not reach a node (nothing can have happened)? */
-function neverSent(error: unknown): boolean {
-  return error instanceof UnavailableError &&
-    error.failures.every((failure) => failure.reason === "connection refused");
 }
 
 async function runOne(run: RunState, client: number, random: () => number, n: number) {
@@ -147,7 +131,7 @@ function unexpectedOr(unexpected: number[], status: number): Answer {
 }
 
 async function clientLoop(run: RunState, client: number, seed: number): Promise<void> {
-  const random = prng(seed * 1_000 + client);
+  const random = seededRandom(seed * 1_000 + client);
   for (let n = 0; performance.now() < run.endMs && n < 100_000; n++) {
     await runOne(run, client, random, n);
     await sleep(random() * 20);

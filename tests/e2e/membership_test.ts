@@ -1,3 +1,5 @@
+import { neverSent } from "./_harness.ts";
+import { seededRandom } from "../linearizability/history.ts";
 /**
  * Live membership changes under a steady load whose history is checked for linearizability:
  * grow 3 → 5 with two nodes started with --join, transfer leadership twice, remove two members
@@ -84,26 +86,9 @@ class Run {
   }
 }
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Did the request certainly not reach a node? */
-function neverSent(error: unknown): boolean {
-  return error instanceof UnavailableError &&
-    error.failures.every((failure) => failure.reason === "connection refused");
-}
-
 /** One client: register operations on KEYS (recorded) and unique writes (must survive). */
 async function clientLoop(run: Run, client: number, seed: number): Promise<void> {
-  const random = prng(seed * 1_000 + client);
+  const random = seededRandom(seed * 1_000 + client);
   for (let n = 0; !run.stopped; n++) {
     const node = run.serving[Math.floor(random() * run.serving.length)];
     const server = new RaftkvClient({ servers: [node.url], timeoutMs: CLIENT_TIMEOUT_MS });

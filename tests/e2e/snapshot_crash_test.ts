@@ -1,3 +1,4 @@
+import { seededRandom } from "../linearizability/history.ts";
 /**
  * Crashes while snapshots are being written: a one-node cluster with --snapshot-entries 50 and
  * 40 KB values (each snapshot is several MB, written to Deno KV in many commits) takes writes
@@ -24,17 +25,6 @@ const KILL_AFTER_MS = [700, 3_000];
 interface KeyState {
   acknowledged: number;
   attempted: number;
-}
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function valueOf(key: string, seq: number): string {
@@ -97,7 +87,7 @@ Deno.test({
   name: "SIGKILL while snapshots are written: every restart succeeds with every acknowledged write",
   async fn() {
     const seed = Number(Deno.env.get("RAFTKV_SEED") ?? Math.floor(Math.random() * 1_000_000));
-    const random = prng(seed);
+    const random = seededRandom(seed);
     const dir = await Deno.makeTempDir({ prefix: "raftkv-e2e-snapcrash-" });
     const node = new NodeProcess({
       port: freePort(),

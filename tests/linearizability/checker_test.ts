@@ -1,3 +1,4 @@
+import { seededRandom } from "./history.ts";
 import assert from "node:assert/strict";
 import { checkHistory, type CheckResult, stepRegister } from "./checker.ts";
 import { HistoryRecorder, type Operation, type OpInput, type OpOutput } from "./history.ts";
@@ -279,24 +280,12 @@ Deno.test("HistoryRecorder keeps completions and indeterminate writes, forgets f
   assert.deepEqual(recorder.counts, { ok: 2, failed: 1, indeterminate: 1 });
 });
 
-/** A seeded PRNG (mulberry32), so a failing seed replays. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * A history of a correct register: each operation takes effect at a random instant inside its
  * interval (an indeterminate one at a random instant after its call, or never).
  */
 function randomHistory(seed: number, clients: number, opsPerClient: number): Operation[] {
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const planned: { op: Operation; atMs: number }[] = [];
   for (let client = 0; client < clients; client++) {
     let timeMs = random() * 10;
@@ -399,7 +388,7 @@ function bruteForce(ops: Operation[]): boolean {
 }
 
 Deno.test("checkHistory() agrees with a brute-force search on small random histories", () => {
-  const random = prng(42);
+  const random = seededRandom(42);
   const pick = <T>(items: T[]): T => items[Math.floor(random() * items.length)];
   const values = ["a", "b", "c"];
   let illegal = 0;

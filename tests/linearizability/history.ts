@@ -110,3 +110,15 @@ export function describeOperation(op: Operation): string {
   const result = op.completion === undefined ? "?" : JSON.stringify(op.completion.output);
   return `#${op.id} c${op.client} ${JSON.stringify(op.key)} ${when} ${call} => ${result}`;
 }
+
+/** A seeded PRNG (mulberry32): the same seed gives the same choices, so a failing run replays. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
