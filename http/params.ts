@@ -4,7 +4,7 @@
  * else sees it. Everything outside is `unknown` until these functions return.
  */
 import type { Context } from "hono";
-import { KEY_BYTES_MAX, REQUEST_ID_BYTES_MAX, VALUE_BYTES_MAX } from "../kv/mod.ts";
+import { KEY_BYTES_MAX, REQUEST_ID_BYTES_MAX, utf8ByteLength, VALUE_BYTES_MAX } from "../kv/mod.ts";
 import { ApiError } from "./errors.ts";
 import {
   Deadline,
@@ -25,9 +25,7 @@ export type Consistency = "linearizable" | "stale";
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const utf8Encoder = new TextEncoder();
 
-export function utf8ByteLength(text: string): number {
-  return utf8Encoder.encode(text).length;
-}
+export { utf8ByteLength };
 
 /** Decodes UTF-8 strictly: invalid bytes are a client error, never silently replaced. */
 export function decodeUtf8(bytes: Uint8Array, what: string): string {

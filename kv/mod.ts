@@ -9,3 +9,4 @@ export { DenoKvStorage } from "./deno_kv_storage.ts";
 export type { NodeIdentity, NodeStore } from "./node_identity.ts";
 export { checkIdentity, IdentityMismatchError, openNodeStore } from "./node_identity.ts";
 export { DirLockedError } from "./dir_lock.ts";
+export { fitsUtf8, utf8ByteLength } from "./_validate.ts";

@@ -319,6 +319,7 @@ export class Leader {
   /** Promotes a learner that has caught up, when no other change is in progress. */
   #maybePromoteLearner(): void {
     const commitIndex = this.#host.commitIndex();
+    if (this.#host.membership().learnerCount() === 0) return;
     if (commitIndex < this.pendingConfIndex || this.transferee !== null) return;
     for (const member of this.#host.membership().members()) {
       const pr = this.#progress.get(member.id);

@@ -19,9 +19,20 @@ export function bootstrapState(members: Member[]): { entries: Entry[]; hardState
  */
 export class Membership {
   #members = new Map<NodeId, Member>();
+  /** Derived lists, rebuilt only when the membership changes: they are read per ack. */
+  #voters: readonly NodeId[] = [];
+  #sorted: readonly Member[] = [];
 
   constructor(confState: ConfState) {
     for (const member of confState.members) this.#members.set(member.id, { ...member });
+    this.#derive();
+  }
+
+  #derive(): void {
+    this.#sorted = [...this.#members.values()].sort((a, b) =>
+      a.id < b.id ? -1 : a.id > b.id ? 1 : 0
+    );
+    this.#voters = this.#sorted.filter((member) => member.voter).map((member) => member.id);
   }
 
   clone(): Membership {
@@ -40,8 +51,8 @@ export class Membership {
     return this.#members.get(id);
   }
 
-  voters(): NodeId[] {
-    return [...this.#members.values()].filter((member) => member.voter).map((member) => member.id);
+  voters(): readonly NodeId[] {
+    return this.#voters;
   }
 
   /** Every member but `self`: the peers a leader replicates to. */
@@ -49,8 +60,13 @@ export class Membership {
     return [...this.#members.keys()].filter((id) => id !== self);
   }
 
-  members(): Member[] {
-    return [...this.#members.values()].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  /** Sorted by id. */
+  members(): readonly Member[] {
+    return this.#sorted;
+  }
+
+  learnerCount(): number {
+    return this.#sorted.length - this.#voters.length;
   }
 
   toConfState(): ConfState {
@@ -86,19 +102,25 @@ export class Membership {
   /** Applies a committed change. A change refused by `refusal` is ignored, on every node alike. */
   apply(change: ConfChange): boolean {
     if (this.refusal(change) !== undefined) return false;
+    this.#change(change);
+    this.#derive();
+    return true;
+  }
+
+  #change(change: ConfChange): void {
     switch (change.type) {
       case "addVoter":
         this.#members.set(change.id, { id: change.id, url: change.url, voter: true });
-        return true;
+        return;
       case "addLearner":
         this.#members.set(change.id, { id: change.id, url: change.url, voter: false });
-        return true;
+        return;
       case "promote":
         this.#members.set(change.id, { ...this.#members.get(change.id)!, voter: true });
-        return true;
+        return;
       case "remove":
         this.#members.delete(change.id);
-        return true;
+        return;
     }
   }
 }
