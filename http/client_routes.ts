@@ -157,7 +157,7 @@ export function clientRoutes(deps: ClientRouteDeps): RouteSpec[] {
       handler: (c) => handleDelete(c, deps),
     },
     {
-      path: "/kv/:key{.+}",
+      path: "/kv/:key{.*}",
       methods: ["GET", "PUT", "DELETE"],
       writes: false,
       handler: (c) => handleKv(c, deps),

@@ -61,6 +61,7 @@ export function outcomeUnknownError(message: string): ApiError {
  * by http/forward.ts; it only reaches this table when forwarding is impossible (the request
  * was already forwarded once), so it means "no usable leader".
  */
+/** Every 503 says `"error":"no leader"` (API.md); `reason` tells which way it came about. */
 export function errorReply(error: unknown): ErrorReply {
   const reply = (status: number, body: JsonBody, headers: Record<string, string> = {}) => ({
     status,
@@ -82,7 +83,7 @@ export function errorReply(error: unknown): ErrorReply {
   if (error instanceof ProposalDroppedError) {
     return reply(
       503,
-      { error: "proposal dropped", outcome: "none", message: error.message },
+      { error: "no leader", reason: "proposal dropped", outcome: "none", message: error.message },
       RETRY,
     );
   }
@@ -92,14 +93,18 @@ export function errorReply(error: unknown): ErrorReply {
   if (error instanceof ReadTimeoutError) {
     // A read that timed out changed nothing (the leader could not confirm a quorum, or this
     // node has not applied min_index yet): like "no leader", it is safe to retry, so 503.
-    return reply(503, { error: "read timeout", message: error.message }, RETRY);
+    return reply(
+      503,
+      { error: "no leader", reason: "read timeout", message: error.message },
+      RETRY,
+    );
   }
   if (error instanceof MembershipError) {
     // The change is well formed (params.ts checked it) but not possible now: a conflict.
     return reply(409, { error: "membership change refused", message: error.message });
   }
   if (error instanceof StoppedError) {
-    return reply(503, { error: "stopping", message: error.message }, RETRY);
+    return reply(503, { error: "no leader", reason: "stopping", message: error.message }, RETRY);
   }
   if (error instanceof StorageError) {
     // The entry may have reached followers before the local write failed.

@@ -158,12 +158,7 @@ export class Forwarder {
     // so even "connection refused" can follow a first attempt the leader received and
     // proposed: a write that failed on the way has an unknown outcome, never "not proposed".
     if (original.write) return outcomeUnknownError(message);
-    if (timedOut) {
-      return new ApiError(503, "timeout", {
-        body: { outcome: "none", message, leader: leaderUrl },
-        headers: { "Retry-After": "1" },
-      });
-    }
+    if (timedOut) return noLeaderError(message, leaderUrl);
     return noLeaderError(`The leader "${leaderUrl}" is unreachable`, leaderUrl);
   }
 }

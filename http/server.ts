@@ -98,7 +98,10 @@ export function ticksFor(
 export async function serve(options: ServeOptions): Promise<RunningServer> {
   const logger = consoleLogger({ level: options.logLevel, format: options.logFormat });
   let handler: (request: Request) => Response | Promise<Response> = () =>
-    Response.json({ error: "starting" }, { status: 503, headers: { "Retry-After": "1" } });
+    Response.json({ error: "no leader", reason: "starting" }, {
+      status: 503,
+      headers: { "Retry-After": "1" },
+    });
   const abort = new AbortController();
   // Listen first: with --port 0 the advertised URL, and so the id, depend on the port bound.
   const server = Deno.serve(

@@ -123,7 +123,7 @@ const CASES: BadCase[] = [
   { name: "double slash", path: "//set?key=a&value=1", status: 404 },
   { name: "upper-case route", path: "/SET?key=a&value=1", status: 404 },
   { name: "trailing segment", path: "/set/extra?key=a&value=1", status: 404 },
-  { name: "empty /kv key", path: "/kv/", init: { method: "PUT", body: "1" }, status: 404 },
+  { name: "empty /kv key", path: "/kv/", init: { method: "PUT", body: "1" }, status: 400 },
   { name: "long path", path: `/${"a".repeat(10_000)}`, status: 404 },
   { name: "member with no url", path: "/cluster/members", init: json("{}"), status: 400 },
   {

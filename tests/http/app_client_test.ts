@@ -91,7 +91,10 @@ Deno.test("/get stale with an unreached min_index answers 503 at the deadline", 
   const { app } = testApp({ requestTimeoutMs: 30 });
   const answer = await send(app, "/get?key=k&consistency=stale&min_index=99");
   assert.equal(answer.status, 503);
+  assert.equal(answer.body.error, "no leader", "every 503 reads as API.md says");
+  assert.equal(answer.body.reason, "read timeout");
   assert.equal(answer.headers.get("Retry-After"), "1");
+  assert.notEqual(answer.headers.get("X-Raft-Index"), null, "error answers carry the index too");
 });
 
 Deno.test("/cas compares: omitted expected means absent, 409 carries the current value", async () => {
@@ -283,9 +286,13 @@ Deno.test("node errors map to 503 with Retry-After, 504 outcome unknown, and 500
   node.proposeMode = "drop";
   const dropped = await send(app, "/set?key=a&value=1");
   assert.equal(dropped.status, 503);
+  assert.equal(dropped.body.error, "no leader");
+  assert.equal(dropped.body.outcome, "none");
   assert.equal(dropped.headers.get("Retry-After"), "1");
   node.proposeMode = "stopped";
-  assert.equal((await send(app, "/set?key=a&value=1")).status, 503);
+  const stopped = await send(app, "/set?key=a&value=1");
+  assert.equal(stopped.status, 503);
+  assert.equal(stopped.body.error, "no leader");
   node.proposeMode = "timeout";
   const timeout = await send(app, "/set?key=a&value=1");
   assert.equal(timeout.status, 504);
