@@ -136,8 +136,6 @@ export class RaftCore {
     return this.#log.term(index);
   }
 
-  // ---- inputs ----------------------------------------------------------------------------
-
   tick(): void {
     this.#assertNoReadyOutstanding();
     if (this.#leader === undefined) {
@@ -268,7 +266,8 @@ export class RaftCore {
     const hardState = this.#hardState(durableIndex);
     const writes = entries.length > 0 || this.#snapshotToInstall !== undefined;
     const persistHardState = mustPersistHardState(hardState, this.#persistedHardState, writes);
-    const { earlyMessages, messages, waiting } = takeSendable(this.#outbox, durableIndex);
+    const early = this.#term === this.#persistedHardState.term; // a sole voter may just have won
+    const { earlyMessages, messages, waiting } = takeSendable(this.#outbox, durableIndex, early);
     this.#outbox = waiting;
     const applyTo = Math.min(this.#commitIndex, durableIndex);
     const committedEntries = applyTo > this.#appliedIndex

@@ -6,18 +6,20 @@ export type Outgoing = { message: Message; needsIndex: Index };
 /**
  * Splits the outbox for a Ready whose write makes the log durable up to `durableIndex`: the
  * longest prefix whose promises that write keeps leaves now, the rest waits. Leader messages
- * may go before the write itself (thesis §10.2.1); answers go only after it.
+ * may go before the write itself (thesis §10.2.1), but only once the leader's term is durable:
+ * a sole voter wins in one step, and must not send in a term a crash could make it reuse.
  */
 export function takeSendable(
   outbox: Outgoing[],
   durableIndex: Index,
+  earlyAllowed: boolean,
 ): { earlyMessages: Message[]; messages: Message[]; waiting: Outgoing[] } {
   const earlyMessages: Message[] = [];
   const messages: Message[] = [];
   let taken = 0;
   for (const outgoing of outbox) {
     if (outgoing.needsIndex > durableIndex) break;
-    if (isLeaderMessage(outgoing.message)) earlyMessages.push(outgoing.message);
+    if (earlyAllowed && isLeaderMessage(outgoing.message)) earlyMessages.push(outgoing.message);
     else messages.push(outgoing.message);
     taken++;
   }

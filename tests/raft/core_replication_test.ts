@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { MemoryStorage, RaftCore, validateRaftConfig, XorShiftPrng } from "../../raft/mod.ts";
 import { TestCluster } from "./_cluster.ts";
 
 const encoder = new TextEncoder();
@@ -60,7 +61,23 @@ Deno.test("a learner is added, catches up, is promoted, and the leader can remov
   const cluster = new TestCluster(["a", "b", "c"]);
   const leader = cluster.electLeader();
   cluster.tick(2);
+  leader.core.propose(encoder.encode("before d"));
   leader.core.proposeMembershipChange({ type: "addLearner", id: "d", url: "http://d" });
+  const storage = new MemoryStorage();
+  const config = validateRaftConfig({ id: "d", prng: new XorShiftPrng(99) });
+  const d = { core: new RaftCore(config, storage.loadSync()), storage, applied: [], reads: [] };
+  cluster.nodes.set("d", d);
   cluster.settle();
-  assert.equal(leader.core.confState().members.find((m) => m.id === "d")?.voter, false);
+  cluster.tick(5);
+  assert.equal(d.core.commitIndex, leader.core.commitIndex, "the learner caught up");
+  assert.equal(d.applied.length, 1, "and applied what was written before it joined");
+  assert.equal(leader.core.confState().members.find((m) => m.id === "d")?.voter, true, "promoted");
+  const oldLeader = leader.core.id;
+  leader.core.proposeMembershipChange({ type: "remove", id: oldLeader });
+  cluster.settle();
+  cluster.tick(5);
+  assert.notEqual(leader.core.role, "leader", "the removed leader stepped down");
+  const next = cluster.electLeader();
+  assert.notEqual(next.core.id, oldLeader);
+  assert.equal(next.core.confState().members.some((m) => m.id === oldLeader), false);
 });

@@ -104,6 +104,8 @@ export class SafetyChecker {
   #acked = new Map<NodeId, { term: Term; index: Index }>();
   /** Last entry of each node's log while it leads: a leader only appends (Figure 3). */
   #leaderTail = new Map<NodeId, { term: Term; index: Index; key: string }>();
+  /** The highest term each node has sent a (non-pre-vote) message in: a restart resumes at least there. */
+  #sentTerm = new Map<NodeId, Term>();
   #ackedMax: Index = 0;
   readsServed = 0;
   /** Proposals whose index got another entry (a deposed or crashed leader's): evidence of teeth. */
@@ -178,6 +180,12 @@ export class SafetyChecker {
   onRestart(id: NodeId, core: CoreView, persisted: HardState): void {
     this.#memory.delete(id);
     this.#leaderTail.delete(id);
+    // The core starts from what it finds on disk, so compare with what the node showed the
+    // world before the crash: it has sent messages in this term.
+    const sentTerm = this.#sentTerm.get(id) ?? 0;
+    if (core.term < sentTerm) {
+      this.fail(id, `restarted in term ${core.term} below term ${sentTerm} it had sent in`);
+    }
     if (core.term < persisted.term) {
       this.fail(id, `restarted in term ${core.term} below persisted term ${persisted.term}`);
     }
@@ -200,6 +208,7 @@ export class SafetyChecker {
     if (message.type === "vote" || message.type === "voteResponse") {
       if (message.pre) return;
     }
+    this.#sentTerm.set(id, Math.max(this.#sentTerm.get(id) ?? 0, message.term));
     if (message.term > persisted.term) {
       this.fail(
         id,
@@ -474,7 +483,6 @@ export class SafetyChecker {
     const last = core.lastIndex();
     const tail = this.#leaderTail.get(id);
     if (tail !== undefined && tail.term === term) {
-      if (last === tail.index) return;
       if (last < tail.index) {
         this.fail(id, `leader of term ${term} shrank its log from ${tail.index} to ${last}`);
       }
