@@ -30,13 +30,16 @@ export function parseHttpUrl(url: string, what: string): URL {
  */
 export function parsePeers(text: string, self: { selfId: string; selfUrl: string }): Member[] {
   const members = new Map<string, Member>();
-  for (const item of text.split(",").map((part) => part.trim()).filter((part) => part !== "")) {
-    const equals = item.indexOf("=");
-    const hasId = equals > 0 && !item.slice(0, equals).includes("/");
-    const url = (hasId ? item.slice(equals + 1) : item).replace(/\/+$/, "");
-    parseHttpUrl(url, "--peers");
-    let id = hasId ? item.slice(0, equals) : nodeIdFromUrl(url);
-    if (!hasId && url === self.selfUrl) id = self.selfId;
+  for (const { id: listedId, url } of peerItems(text)) {
+    let id = listedId ?? nodeIdFromUrl(url);
+    if (url === self.selfUrl) {
+      if (listedId !== undefined && listedId !== self.selfId) {
+        throw new UsageError(
+          `Invalid --peers: this node's URL ${url} is listed as "${listedId}" but --id is "${self.selfId}"`,
+        );
+      }
+      id = self.selfId;
+    }
     if (members.has(id)) throw new UsageError(`Invalid --peers: id "${id}" is listed twice`);
     members.set(id, { id, url, voter: true });
   }
@@ -44,6 +47,26 @@ export function parsePeers(text: string, self: { selfId: string; selfUrl: string
     members.set(self.selfId, { id: self.selfId, url: self.selfUrl, voter: true });
   }
   return [...members.values()].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+/**
+ * This node's id: --id when given, else the id an `ID=URL` --peers list gives this node's own
+ * URL (so one list serves every node, as etcd's --initial-cluster does), else host:port.
+ */
+export function selfIdOf(explicitId: string | undefined, peers: string, selfUrl: string): string {
+  if (explicitId !== undefined) return explicitId;
+  const listed = peerItems(peers).find((item) => item.url === selfUrl && item.id !== undefined);
+  return listed?.id ?? nodeIdFromUrl(selfUrl);
+}
+
+function peerItems(text: string): { id?: string; url: string }[] {
+  return text.split(",").map((part) => part.trim()).filter((part) => part !== "").map((item) => {
+    const equals = item.indexOf("=");
+    const hasId = equals > 0 && !item.slice(0, equals).includes("/");
+    const url = (hasId ? item.slice(equals + 1) : item).replace(/\/+$/, "");
+    parseHttpUrl(url, "--peers");
+    return hasId ? { id: item.slice(0, equals), url } : { url };
+  });
 }
 
 /** A cluster's id: a hash of its initial members' ids, the same on every initial member. */

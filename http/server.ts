@@ -26,7 +26,7 @@ import { nodeMetrics } from "./node_metrics.ts";
 import { PeerTransport } from "./peer_transport.ts";
 import { createRaftRoutes } from "./raft_routes.ts";
 import { consoleLogger } from "./logger.ts";
-import { clusterIdOf, nodeIdFromUrl, parsePeers, UsageError } from "./peers.ts";
+import { clusterIdOf, parsePeers, selfIdOf, UsageError } from "./peers.ts";
 import { joinCluster, lookUpClusterId } from "./join.ts";
 
 export interface ServeOptions {
@@ -112,7 +112,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   let store: NodeStore | undefined;
   try {
     const advertise = advertiseUrl(options, port);
-    const id = options.id ?? nodeIdFromUrl(advertise);
+    const id = selfIdOf(options.id, options.peers ?? "", advertise);
     const peers = parsePeers(options.peers ?? "", { selfId: id, selfUrl: advertise });
     if (options.join !== undefined && options.peers !== undefined) {
       throw new UsageError("Cannot use --join with --peers: a joining node learns the members");
