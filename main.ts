@@ -65,7 +65,6 @@ async function runServe(options: ServeOptions, io: Io): Promise<number> {
     if (options.logLevel === "debug" && error instanceof Error && error.stack) io.err(error.stack);
     return serveErrorExitCode(error);
   }
-  io.err(`raftkv ${server.id} serving on ${server.url}`);
   let stopping: Promise<void> | undefined;
   let firstSignal: Deno.Signal | undefined;
   const onSignal = (signal: Deno.Signal) => {
@@ -84,6 +83,8 @@ async function runServe(options: ServeOptions, io: Io): Promise<number> {
     : ["SIGINT", "SIGTERM"];
   const listeners = signals.map((signal) => [signal, () => onSignal(signal)] as const);
   for (const [signal, listener] of listeners) Deno.addSignalListener(signal, listener);
+  // Said only once a signal can stop the node cleanly: whoever waits for this line may signal.
+  io.err(`raftkv ${server.id} serving on ${server.url}`);
   try {
     await server.finished;
     if (stopping !== undefined) await stopping;

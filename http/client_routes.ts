@@ -1,9 +1,11 @@
 /**
  * The client API of API.md: /set, /get, /cas, /delete and /kv/{key}. Handlers are thin: read
  * the parameters (params.ts), call KvService on the leader (forward.ts), shape the answer.
+ * They are the hot path, so they see an Exchange (exchange.ts), not a framework context.
  */
 import type { Context } from "hono";
 import type { Command } from "../kv/mod.ts";
+import type { Exchange } from "./exchange.ts";
 import type { Forwarder } from "./forward.ts";
 import type { KvService, WriteResult } from "./kv_service.ts";
 import {
@@ -30,6 +32,11 @@ export interface RouteSpec {
   handler: (c: Context) => Promise<Response> | Response;
 }
 
+/** A client route: as RouteSpec, with a handler that takes an Exchange. */
+export interface ClientRouteSpec extends Omit<RouteSpec, "handler"> {
+  handler: (exchange: Exchange) => Promise<Response>;
+}
+
 export interface ClientRouteDeps {
   service: KvService;
   forwarder: Forwarder;
@@ -37,20 +44,18 @@ export interface ClientRouteDeps {
   nowMs: () => number;
 }
 
-export const RAFT_INDEX_HEADER = "X-Raft-Index";
-
-/** One request being served: the context, what was read from it, and the route's deps. */
+/** One request being served: the exchange, what was read from it, and the route's deps. */
 interface Call {
-  c: Context;
+  c: Exchange;
   request: ClientRequest;
   deps: ClientRouteDeps;
 }
 
-async function readCall(c: Context, deps: ClientRouteDeps, write: boolean): Promise<Call> {
-  return { c, deps, request: await readClientRequest(c, { ...deps, write }) };
+async function readCall(c: Exchange, deps: ClientRouteDeps, write: boolean): Promise<Call> {
+  return { c, deps, request: await readClientRequest(c.request, { ...deps, write }) };
 }
 
-function writeAnswer(c: Context, result: WriteResult): Response {
+function writeAnswer(c: Exchange, result: WriteResult): Response {
   switch (result.type) {
     case "set":
       return c.json({ ok: true, index: result.index });
@@ -65,7 +70,7 @@ function writeAnswer(c: Context, result: WriteResult): Response {
 
 /** The command, with the request_id (or Idempotency-Key) that makes a retry safe, if any. */
 function withRequestId(call: Call, command: Command): Command {
-  const header = call.c.req.header("idempotency-key") ?? null;
+  const header = call.c.header("idempotency-key");
   const requestId = requestIdParam(call.request.params, header);
   return requestId === undefined ? command : { ...command, requestId };
 }
@@ -84,7 +89,7 @@ async function read(call: Call, key: string): Promise<Response> {
   const minIndex = minIndexParam(request.params);
   const run = async (timeoutMs: number) => {
     const answer = await deps.service.read(key, { consistency, minIndex, timeoutMs });
-    c.header(RAFT_INDEX_HEADER, String(answer.appliedIndex));
+    c.setIndex(answer.appliedIndex);
     return answer.entry === undefined
       ? c.json({ error: "key not found", key }, 404)
       : c.json({ key, value: answer.entry.value, index: answer.entry.index });
@@ -94,14 +99,14 @@ async function read(call: Call, key: string): Promise<Response> {
   return await deps.forwarder.onLeader(request, run);
 }
 
-async function handleSet(c: Context, deps: ClientRouteDeps): Promise<Response> {
+async function handleSet(c: Exchange, deps: ClientRouteDeps): Promise<Response> {
   const call = await readCall(c, deps, true);
   const key = keyParam(call.request.params);
   const value = valueParam(call.request.params);
   return await write(call, { type: "set", key, value });
 }
 
-async function handleCas(c: Context, deps: ClientRouteDeps): Promise<Response> {
+async function handleCas(c: Exchange, deps: ClientRouteDeps): Promise<Response> {
   const call = await readCall(c, deps, true);
   const key = keyParam(call.request.params);
   const expected = expectedParam(call.request.params);
@@ -109,23 +114,23 @@ async function handleCas(c: Context, deps: ClientRouteDeps): Promise<Response> {
   return await write(call, { type: "cas", key, expected, value });
 }
 
-async function handleDelete(c: Context, deps: ClientRouteDeps): Promise<Response> {
+async function handleDelete(c: Exchange, deps: ClientRouteDeps): Promise<Response> {
   const call = await readCall(c, deps, true);
   return await write(call, { type: "delete", key: keyParam(call.request.params) });
 }
 
-async function handleGet(c: Context, deps: ClientRouteDeps): Promise<Response> {
+async function handleGet(c: Exchange, deps: ClientRouteDeps): Promise<Response> {
   const call = await readCall(c, deps, false);
   return await read(call, keyParam(call.request.params));
 }
 
 /** /kv/{key}: the key is everything after "/kv/", percent-decoded strictly ("a/b" allowed). */
-async function handleKv(c: Context, deps: ClientRouteDeps): Promise<Response> {
-  const method = c.req.method;
+async function handleKv(c: Exchange, deps: ClientRouteDeps): Promise<Response> {
+  const method = c.method;
   const writes = method === "PUT" || method === "DELETE";
-  const request = await readClientRequest(c, { ...deps, write: writes, rawBody: true });
+  const request = await readClientRequest(c.request, { ...deps, write: writes, rawBody: true });
   const call: Call = { c, request, deps };
-  const path = new URL(c.req.url).pathname;
+  const path = c.path();
   const key = checkKey(decodePercent(path.slice("/kv/".length), "the key in the path"));
   if (method === "DELETE") return await write(call, { type: "delete", key });
   if (method === "PUT") {
@@ -135,7 +140,7 @@ async function handleKv(c: Context, deps: ClientRouteDeps): Promise<Response> {
   return await read(call, key);
 }
 
-export function clientRoutes(deps: ClientRouteDeps): RouteSpec[] {
+export function clientRoutes(deps: ClientRouteDeps): ClientRouteSpec[] {
   return [
     {
       path: "/set",

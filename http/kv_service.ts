@@ -75,11 +75,13 @@ export class KvService {
   #node: RaftNodeApi;
   #stateMachine: KvStateMachine;
   #proposals: Counter;
+  #proposalsOk: () => void;
 
   constructor(deps: KvServiceDeps) {
     this.#node = deps.node;
     this.#stateMachine = deps.stateMachine;
     this.#proposals = deps.proposals;
+    this.#proposalsOk = deps.proposals.incrementer({ result: "ok" });
   }
 
   /** Proposes `command` and resolves with its apply result once committed and applied. */
@@ -100,7 +102,7 @@ export class KvService {
       throw error;
     }
     const result = asWriteResult(proposed.result);
-    this.#proposals.inc({ result: "ok" });
+    this.#proposalsOk();
     return result;
   }
 

@@ -73,6 +73,15 @@ export class Counter extends Metric {
     this.#values.set(key, (this.#values.get(key) ?? 0) + amount);
   }
 
+  /** An inc() for one label set, resolved once (for callers that count per request). */
+  incrementer(labels: Labels): (amount?: number) => void {
+    const key = labelKey(labels);
+    return (amount = 1) => {
+      if (!(amount >= 0)) throw new RangeError(`Cannot decrease counter "${this.name}"`);
+      this.#values.set(key, (this.#values.get(key) ?? 0) + amount);
+    };
+  }
+
   value(labels: Labels = {}): number {
     return this.#values.get(labelKey(labels)) ?? 0;
   }
@@ -129,6 +138,16 @@ export class Histogram extends Metric {
   }
 
   observe(labels: Labels, value: number): void {
+    this.#record(this.#seriesOf(labels), value);
+  }
+
+  /** An observe() for one label set, resolved once (for callers that observe per request). */
+  observer(labels: Labels): (value: number) => void {
+    const series = this.#seriesOf(labels);
+    return (value) => this.#record(series, value);
+  }
+
+  #seriesOf(labels: Labels): HistogramSeries {
     if ("le" in labels) throw new TypeError('A histogram label cannot be named "le"');
     const key = labelKey(labels);
     let series = this.#series.get(key);
@@ -136,6 +155,10 @@ export class Histogram extends Metric {
       series = { labels, bucketCounts: this.buckets.map(() => 0), sum: 0, count: 0 };
       this.#series.set(key, series);
     }
+    return series;
+  }
+
+  #record(series: HistogramSeries, value: number): void {
     for (let i = 0; i < this.buckets.length; i++) {
       if (value <= this.buckets[i]) series.bucketCounts[i]++;
     }

@@ -152,7 +152,7 @@ function handleMetrics(c: Context, deps: OpsRouteDeps): Response {
 
 async function handleAddMember(c: Context, deps: OpsRouteDeps): Promise<Response> {
   const { node } = deps;
-  const request = await readClientRequest(c, { ...deps, write: true });
+  const request = await readClientRequest(c.req.raw, { ...deps, write: true });
   const url = memberUrl(request.params);
   return await deps.forwarder.onLeader(request, async (timeoutMs) => {
     ensureLeader(node);
@@ -176,7 +176,7 @@ async function handleAddMember(c: Context, deps: OpsRouteDeps): Promise<Response
 
 async function handleRemoveMember(c: Context, deps: OpsRouteDeps): Promise<Response> {
   const { node } = deps;
-  const request = await readClientRequest(c, { ...deps, write: true });
+  const request = await readClientRequest(c.req.raw, { ...deps, write: true });
   const path = new URL(c.req.url).pathname;
   const id = memberId(decodePercent(path.slice("/cluster/members/".length), "the member id"));
   return await deps.forwarder.onLeader(request, async (timeoutMs) => {
@@ -189,7 +189,7 @@ async function handleRemoveMember(c: Context, deps: OpsRouteDeps): Promise<Respo
 
 async function handleTransfer(c: Context, deps: OpsRouteDeps): Promise<Response> {
   const { node } = deps;
-  const request = await readClientRequest(c, { ...deps, write: true });
+  const request = await readClientRequest(c.req.raw, { ...deps, write: true });
   const id = memberId(stringParam(request.params, "id"));
   return await deps.forwarder.onLeader(request, async (timeoutMs) => {
     ensureLeader(node);

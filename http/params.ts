@@ -3,7 +3,6 @@
  * query string, a JSON body or a form body, and every value is checked here before anything
  * else sees it. Everything outside is `unknown` until these functions return.
  */
-import type { Context } from "hono";
 import { KEY_BYTES_MAX, REQUEST_ID_BYTES_MAX, utf8ByteLength, VALUE_BYTES_MAX } from "../kv/mod.ts";
 import { ApiError } from "./errors.ts";
 import {
@@ -39,9 +38,14 @@ export function decodeUtf8(bytes: Uint8Array, what: string): string {
 /** Reads the whole body, refusing more than `limitBytes` (413) without buffering it all. */
 export async function readBody(request: Request, limitBytes: number): Promise<Uint8Array> {
   const tooLarge = () => new ApiError(413, `Request body is larger than ${limitBytes} bytes`);
-  const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > limitBytes) throw tooLarge();
-  if (request.body === null) return new Uint8Array(0);
+  const length = request.headers.get("content-length");
+  if (length !== null && Number(length) > limitBytes) throw tooLarge();
+  // A GET without a length or a chunked encoding has no body (and asking for it costs).
+  const bodiless = request.method === "GET" && length === null &&
+    !request.headers.has("transfer-encoding");
+  if (bodiless || request.body === null) return new Uint8Array(0);
+  // A declared length within the limit: one read of the whole body is cheapest.
+  if (length !== null) return await request.bytes();
   const chunks: Uint8Array[] = [];
   let total = 0;
   const reader = request.body.getReader();
@@ -86,6 +90,8 @@ export class Params {
 
 /** Percent-decodes one component of a query string or form body, strictly. */
 function decodeComponent(text: string, what: string): string {
+  // Most names and values carry no escapes: they are their own decoding.
+  if (!text.includes("%")) return text.includes("+") ? text.replaceAll("+", " ") : text;
   return decodePercent(text.replaceAll("+", " "), what);
 }
 
@@ -183,7 +189,9 @@ export function mediaType(contentType: string | null): string {
 /** Parameters from the query string of `url` only (for /kv/{key}, whose body is the value). */
 export function queryParams(url: string): Params {
   const params = new Params();
-  addUrlEncoded(params, new URL(url).search.slice(1), "query string");
+  // A request URL has no fragment, so the query is everything after the first "?".
+  const query = url.indexOf("?");
+  if (query !== -1) addUrlEncoded(params, url.slice(query + 1), "query string");
   return params;
 }
 
@@ -301,22 +309,24 @@ export interface ClientRequest extends LeaderRequest {
 
 /** Reads the body once (bounded), fixes the deadline, and keeps the original for relaying. */
 export async function readClientRequest(
-  c: Context,
+  request: Request,
   options: { write: boolean; rawBody?: boolean; requestTimeoutMs: number; nowMs: () => number },
 ): Promise<ClientRequest> {
-  const headers = c.req.raw.headers;
+  const headers = request.headers;
   const timeoutMs = requestTimeoutMs(headers, options.requestTimeoutMs);
   const deadline = new Deadline(options.nowMs, timeoutMs);
   // A raw body is a value itself (PUT /kv/{key}): over the value limit it is a 413 at once.
   const raw = options.rawBody === true;
-  const body = await readBody(c.req.raw, raw ? VALUE_BYTES_MAX : BODY_BYTES_MAX);
+  const body = await readBody(request, raw ? VALUE_BYTES_MAX : BODY_BYTES_MAX);
   const contentType = headers.get("content-type");
-  const params = raw ? queryParams(c.req.url) : await bodyParams(c.req.url, { body, contentType });
+  const url = request.url;
+  const method = request.method;
+  const params = raw ? queryParams(url) : await bodyParams(url, { body, contentType });
   const original: OriginalRequest = {
-    method: c.req.method,
-    url: c.req.url,
+    method,
+    url,
     // Only PUT /kv/{key} uses its raw body; elsewhere on /kv it is ignored and not relayed.
-    body: raw && c.req.method !== "PUT" ? new Uint8Array(0) : body,
+    body: raw && method !== "PUT" ? new Uint8Array(0) : body,
     contentType,
     idempotencyKey: headers.get("idempotency-key"),
     forwarded: headers.has(FORWARDED_HEADER),

@@ -12,7 +12,7 @@
  * is one whole installSnapshot (the older, single-request form).
  */
 import { AssertionError } from "node:assert/strict";
-import { type Context, Hono } from "hono";
+import { Hono } from "hono";
 import type { Clock, Logger, Message, NodeId, RaftNodeApi } from "../raft/mod.ts";
 import { parseMessages } from "../raft/mod.ts";
 
@@ -75,6 +75,29 @@ const SNAPSHOT_CHUNK: Endpoint = {
   check: oneSnapshot,
 };
 
+const JSON_HEADERS = { "content-type": "application/json" };
+
+function json(body: Record<string, unknown>, status: number, headers?: Record<string, string>) {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: headers === undefined ? JSON_HEADERS : { ...JSON_HEADERS, ...headers },
+  });
+}
+
+const methodNotAllowed = () => json({ error: "method not allowed" }, 405, { Allow: "POST" });
+
+/**
+ * POST /raft/messages as a plain function of the request: the busiest peer route, so the app
+ * can call it before any router runs (app.ts) as well as mount it here.
+ */
+export function raftMessagesHandler(deps: RaftRoutesDeps): (request: Request) => Promise<Response> {
+  return async (request) => {
+    if (request.method !== "POST") return methodNotAllowed();
+    const parsed = await receive(request, deps, MESSAGES);
+    return parsed instanceof Response ? parsed : stepAll(deps, parsed);
+  };
+}
+
 /** The /raft/* routes, with paths relative to where the app mounts them. */
 export function createRaftRoutes(deps: RaftRoutesDeps): Hono {
   const app = new Hono();
@@ -83,73 +106,65 @@ export function createRaftRoutes(deps: RaftRoutesDeps): Hono {
     idleMs: deps.snapshotIdleMs ?? RAFT_SNAPSHOT_IDLE_MS,
     logger: deps.logger,
   });
-  app.post(MESSAGES.path, async (c) => {
-    const parsed = await receive(c, deps, MESSAGES);
-    return parsed instanceof Response ? parsed : stepAll(c, deps, parsed);
-  });
+  const messages = raftMessagesHandler(deps);
+  app.all(MESSAGES.path, (c) => messages(c.req.raw));
   app.post(WHOLE_SNAPSHOT.path, async (c) => {
     const query = c.req.query();
     if (query.id === undefined && query.offset === undefined && query.total === undefined) {
-      const parsed = await receive(c, deps, WHOLE_SNAPSHOT);
-      return parsed instanceof Response ? parsed : stepAll(c, deps, parsed);
+      const parsed = await receive(c.req.raw, deps, WHOLE_SNAPSHOT);
+      return parsed instanceof Response ? parsed : stepAll(deps, parsed);
     }
     const chunk = parseChunkQuery(query);
-    if (typeof chunk === "string") return c.json({ error: chunk }, 400);
-    const parsed = await receive(c, deps, SNAPSHOT_CHUNK);
+    if (typeof chunk === "string") return json({ error: chunk }, 400);
+    const parsed = await receive(c.req.raw, deps, SNAPSHOT_CHUNK);
     if (parsed instanceof Response) return parsed;
     const outcome = assembler.accept(chunk, parsed[0] as SnapshotMessage);
     if (outcome.kind === "refused") {
       const restart = outcome.status === 409 ? { expectedOffset: 0 } : {};
-      return c.json({ error: outcome.error, ...restart }, outcome.status);
+      return json({ error: outcome.error, ...restart }, outcome.status);
     }
-    if (outcome.kind === "partial") return c.body(null, 204);
-    return stepAll(c, deps, [outcome.message]);
+    if (outcome.kind === "partial") return new Response(null, { status: 204 });
+    return stepAll(deps, [outcome.message]);
   });
-  for (const path of [MESSAGES.path, WHOLE_SNAPSHOT.path]) {
-    app.all(path, (c) => c.json({ error: "method not allowed" }, 405, { Allow: "POST" }));
-  }
+  app.all(WHOLE_SNAPSHOT.path, methodNotAllowed);
   return app;
 }
 
 /** Checks the headers, reads and parses the body: the messages, or the error answer. */
 async function receive(
-  c: Context,
+  request: Request,
   deps: RaftRoutesDeps,
   endpoint: Endpoint,
 ): Promise<Message[] | Response> {
-  const cluster = c.req.header("X-Raft-Cluster");
-  if (cluster !== undefined && cluster !== deps.clusterId) {
+  const headers = request.headers;
+  const cluster = headers.get("X-Raft-Cluster");
+  if (cluster !== null && cluster !== deps.clusterId) {
     deps.logger.warn("peer message from another cluster refused", {
-      from: c.req.header("X-Raft-From") ?? null,
+      from: headers.get("X-Raft-From"),
       cluster,
     });
-    return c.json(
-      { error: "cluster id mismatch", expected: deps.clusterId, received: cluster },
-      409,
-    );
+    return json({ error: "cluster id mismatch", expected: deps.clusterId, received: cluster }, 409);
   }
-  const contentType = c.req.header("Content-Type");
-  if (contentType !== undefined && contentType.split(";")[0].trim() !== "application/msgpack") {
-    return c.json({ error: "unsupported content type", expected: "application/msgpack" }, 415);
+  const contentType = headers.get("Content-Type");
+  if (contentType !== null && contentType.split(";")[0].trim() !== "application/msgpack") {
+    return json({ error: "unsupported content type", expected: "application/msgpack" }, 415);
   }
-  const body = await readBody(c.req.raw, endpoint.bytesMax);
+  const body = await readBody(request, endpoint.bytesMax);
   if (body === "tooLarge") {
-    return c.json({ error: "request body too large", bytesMax: endpoint.bytesMax }, 413);
+    return json({ error: "request body too large", bytesMax: endpoint.bytesMax }, 413);
   }
-  if (body === "unreadable") return c.json({ error: "cannot read the request body" }, 400);
+  if (body === "unreadable") return json({ error: "cannot read the request body" }, 400);
   let messages: Message[];
   try {
     messages = parseMessages(body);
   } catch (error) {
     if (!(error instanceof TypeError)) throw error;
-    return c.json({ error: error.message }, 400);
+    return json({ error: error.message }, 400);
   }
   const problem = endpoint.check(messages);
-  if (problem !== undefined) return c.json({ error: problem }, 400);
-  const fromUrl = c.req.header("X-Raft-From-Url");
-  if (
-    fromUrl !== undefined && deps.learnPeer !== undefined && /^https?:\/\/[^\s]+$/.test(fromUrl)
-  ) {
+  if (problem !== undefined) return json({ error: problem }, 400);
+  const fromUrl = headers.get("X-Raft-From-Url");
+  if (fromUrl !== null && deps.learnPeer !== undefined && /^https?:\/\/[^\s]+$/.test(fromUrl)) {
     for (const from of new Set(messages.map((message) => message.from))) {
       deps.learnPeer(from, fromUrl);
     }
@@ -157,7 +172,7 @@ async function receive(
   return messages;
 }
 
-function stepAll(c: Context, deps: RaftRoutesDeps, messages: Message[]): Response {
+function stepAll(deps: RaftRoutesDeps, messages: Message[]): Response {
   let misaddressed = 0;
   try {
     for (const message of messages) {
@@ -172,7 +187,7 @@ function stepAll(c: Context, deps: RaftRoutesDeps, messages: Message[]): Respons
     // Our own bugs must crash the node (STYLE C2.5), not turn into an answer.
     if (error instanceof AssertionError) throw error;
     const reason = error instanceof Error ? error.message : String(error);
-    return c.json({ error: "node is not accepting messages", reason }, 503);
+    return json({ error: "node is not accepting messages", reason }, 503);
   }
   if (misaddressed > 0) {
     deps.logger.debug("peer messages for another node dropped", {
@@ -180,7 +195,7 @@ function stepAll(c: Context, deps: RaftRoutesDeps, messages: Message[]): Respons
       misaddressed,
     });
   }
-  return c.body(null, 204);
+  return new Response(null, { status: 204 });
 }
 
 /**
@@ -197,6 +212,15 @@ async function readBody(
     return "tooLarge";
   }
   if (request.body === null) return new Uint8Array();
+  if (Number.isSafeInteger(declared) && declared > 0) {
+    // The length is known and within the limit: one read is cheapest (and a body that turns
+    // out longer than it said is a broken request, which the server refuses).
+    try {
+      return await request.bytes();
+    } catch {
+      return "unreadable";
+    }
+  }
   const reader = request.body.getReader();
   // Sized from Content-Length when given, so a body is rarely copied while it arrives; but a
   // header alone does not get a huge allocation.

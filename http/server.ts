@@ -24,7 +24,7 @@ import { createApp } from "./app.ts";
 import { Metrics } from "./metrics.ts";
 import { nodeMetrics } from "./node_metrics.ts";
 import { PeerTransport } from "./peer_transport.ts";
-import { createRaftRoutes } from "./raft_routes.ts";
+import { createRaftRoutes, raftMessagesHandler } from "./raft_routes.ts";
 import { consoleLogger } from "./logger.ts";
 import { clusterIdOf, parsePeers, selfIdOf, UsageError } from "./peers.ts";
 import { joinCluster, lookUpClusterId } from "./join.ts";
@@ -160,6 +160,13 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     });
     counters = () => node.counters();
     reportUnreachable = (peer) => node.reportUnreachable(peer);
+    const raftDeps = {
+      node,
+      selfId: id,
+      clusterId,
+      logger,
+      learnPeer: (peer: NodeId, url: string) => transport.learnPeer(peer, url),
+    };
     const app = createApp({
       node,
       stateMachine,
@@ -167,13 +174,8 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       metrics: registry,
       collectMetrics: () => observed.collect(),
       requestTimeoutMs: options.requestTimeoutMs,
-      raftRoutes: createRaftRoutes({
-        node,
-        selfId: id,
-        clusterId,
-        logger,
-        learnPeer: (peer, url) => transport.learnPeer(peer, url),
-      }),
+      raftRoutes: createRaftRoutes(raftDeps),
+      raftMessages: raftMessagesHandler(raftDeps),
       clusterId,
     });
     handler = (request) => app.fetch(request);

@@ -2,7 +2,7 @@
  * The records DenoKvStorage keeps in Deno KV, their MessagePack encoding, and the one gateway
  * that validates each of them when read back. Everything read from disk is `unknown` until here.
  */
-import { decode, encode } from "@msgpack/msgpack";
+import { decode, encode } from "./_msgpack.ts";
 import type { ConfChange, ConfState, Entry, HardState, Member } from "../raft/mod.ts";
 import { StorageError } from "../raft/mod.ts";
 import { errorMessage, isIndex, isRecord } from "./_validate.ts";

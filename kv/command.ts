@@ -1,4 +1,4 @@
-import { decode, encode } from "@msgpack/msgpack";
+import { decode, encode } from "./_msgpack.ts";
 import { errorMessage, fitsUtf8, isRecord, rejectUnknownFields } from "./_validate.ts";
 import {
   COMMAND_BYTES_MAX,

@@ -1,4 +1,4 @@
-import { decode, encode } from "@msgpack/msgpack";
+import { decode, encode } from "./_msgpack.ts";
 import { StorageError } from "../raft/mod.ts";
 import { errorMessage, isRecord } from "./_validate.ts";
 import { DenoKvStorage } from "./deno_kv_storage.ts";
