@@ -1,5 +1,4 @@
-import { decode, encode } from "./_msgpack.ts";
-import { errorMessage, fitsUtf8, isRecord, rejectUnknownFields } from "./_validate.ts";
+import { fitsUtf8, isRecord, rejectUnknownFields, utf8ByteLength } from "./_validate.ts";
 import {
   COMMAND_BYTES_MAX,
   KEY_BYTES_MAX,
@@ -19,23 +18,58 @@ const FIELDS: Record<Command["type"], readonly string[]> = {
   delete: ["type", "key", "requestId"],
 };
 
+/*
+ * The bytes of a command in a log entry (every node decodes every command, so the format is
+ * small and direct rather than MessagePack):
+ *
+ *   byte 0      the type: 1 set, 2 cas, 3 delete
+ *   byte 1      flags: 1 a request id follows, 2 (cas) an expected value follows
+ *   then        key, expected (cas with flag 2), value (set, cas), request id (flag 1):
+ *               each a 4-byte little-endian UTF-8 length and the UTF-8 bytes
+ */
+const TYPE_CODES = { set: 1, cas: 2, delete: 3 } as const;
+const TYPES = [undefined, "set", "cas", "delete"] as const;
+const HAS_REQUEST_ID = 1;
+const HAS_EXPECTED = 2;
+const LENGTH_BYTES = 4;
+
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
 /**
- * MessagePack bytes of `command`. Throws `TypeError` when it is malformed and `RangeError` when
- * a key, value or request id, or the whole command, is over its limit.
+ * The bytes of `command`. Throws `TypeError` when it is malformed and `RangeError` when a key,
+ * value or request id, or the whole command, is over its limit. Equal commands give equal bytes.
  */
 export function encodeCommand(command: Command): Uint8Array {
   const valid = parseCommand(command, { context: "Cannot encode command", sizeError: RangeError });
-  // A fixed field order makes equal commands encode to equal bytes.
-  const record: Record<string, unknown> = { type: valid.type, key: valid.key };
-  if (valid.type === "cas") record.expected = valid.expected;
-  if (valid.type !== "delete") record.value = valid.value;
-  if (valid.requestId !== undefined) record.requestId = valid.requestId;
-  const bytes = encode(record);
-  if (bytes.length > COMMAND_BYTES_MAX) {
+  const texts = [valid.key];
+  let flags = 0;
+  if (valid.type === "cas" && valid.expected !== null) {
+    texts.push(valid.expected);
+    flags |= HAS_EXPECTED;
+  }
+  if (valid.type !== "delete") texts.push(valid.value);
+  if (valid.requestId !== undefined) {
+    texts.push(valid.requestId);
+    flags |= HAS_REQUEST_ID;
+  }
+  const lengths = texts.map(utf8ByteLength);
+  const total = lengths.reduce((sum, length) => sum + LENGTH_BYTES + length, 2);
+  if (total > COMMAND_BYTES_MAX) {
     throw new RangeError(
-      `Cannot encode command: it takes ${bytes.length} bytes, more than ${COMMAND_BYTES_MAX}`,
+      `Cannot encode command: it takes ${total} bytes, more than ${COMMAND_BYTES_MAX}`,
     );
   }
+  const bytes = new Uint8Array(total);
+  const view = new DataView(bytes.buffer);
+  bytes[0] = TYPE_CODES[valid.type];
+  bytes[1] = flags;
+  let offset = 2;
+  texts.forEach((text, i) => {
+    view.setUint32(offset, lengths[i], true);
+    offset += LENGTH_BYTES;
+    offset += utf8Encoder.encodeInto(text, bytes.subarray(offset)).written;
+  });
   return bytes;
 }
 
@@ -46,13 +80,74 @@ export function decodeCommand(bytes: Uint8Array): Command {
   if (bytes.length > COMMAND_BYTES_MAX) {
     throw new TypeError(`${context}: ${bytes.length} bytes is more than ${COMMAND_BYTES_MAX}`);
   }
-  let value: unknown;
-  try {
-    value = decode(bytes);
-  } catch (error) {
-    throw new TypeError(`${context}: invalid MessagePack: ${errorMessage(error)}`);
+  if (bytes.length < 2) throw new TypeError(`${context}: ${bytes.length} bytes is too short`);
+  const type = TYPES[bytes[0]];
+  if (type === undefined) throw new TypeError(`${context}: unknown type code ${bytes[0]}`);
+  const flags = bytes[1];
+  const allowed = HAS_REQUEST_ID | (type === "cas" ? HAS_EXPECTED : 0);
+  if ((flags & ~allowed) !== 0) throw new TypeError(`${context}: unknown flags ${flags}`);
+  const reader = new TextReader(bytes, context);
+  const key = reader.text("key", KEY_BYTES_MAX);
+  if (key === "") throw new TypeError(`${context}: field "key" is empty`);
+  const expected = flags & HAS_EXPECTED ? reader.text("expected", VALUE_BYTES_MAX) : null;
+  const value = type === "delete" ? "" : reader.text("value", VALUE_BYTES_MAX);
+  const requestId = flags & HAS_REQUEST_ID
+    ? reader.text("requestId", REQUEST_ID_BYTES_MAX)
+    : undefined;
+  if (requestId === "") throw new TypeError(`${context}: field "requestId" is empty`);
+  reader.end();
+  const withId = requestId === undefined ? {} : { requestId };
+  switch (type) {
+    case "set":
+      return { type, key, value, ...withId };
+    case "cas":
+      return { type, key, expected, value, ...withId };
+    case "delete":
+      return { type, key, ...withId };
   }
-  return parseCommand(value, { context, sizeError: TypeError });
+}
+
+/** Reads length-prefixed UTF-8 fields, checking each against the bytes left and its limit. */
+class TextReader {
+  #bytes: Uint8Array;
+  #view: DataView;
+  #offset = 2;
+  #context: string;
+
+  constructor(bytes: Uint8Array, context: string) {
+    this.#bytes = bytes;
+    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.#context = context;
+  }
+
+  text(field: string, bytesMax: number): string {
+    if (this.#offset + LENGTH_BYTES > this.#bytes.length) {
+      throw new TypeError(`${this.#context}: field "${field}" is missing`);
+    }
+    const length = this.#view.getUint32(this.#offset, true);
+    this.#offset += LENGTH_BYTES;
+    if (length > bytesMax) {
+      throw new TypeError(`${this.#context}: field "${field}" is longer than ${bytesMax} bytes`);
+    }
+    if (this.#offset + length > this.#bytes.length) {
+      throw new TypeError(`${this.#context}: field "${field}" runs past the end`);
+    }
+    const start = this.#offset;
+    this.#offset += length;
+    try {
+      return utf8Decoder.decode(this.#bytes.subarray(start, this.#offset));
+    } catch {
+      throw new TypeError(`${this.#context}: field "${field}" is not valid UTF-8`);
+    }
+  }
+
+  end(): void {
+    if (this.#offset !== this.#bytes.length) {
+      throw new TypeError(
+        `${this.#context}: ${this.#bytes.length - this.#offset} bytes after the last field`,
+      );
+    }
+  }
 }
 
 interface ParseOptions {

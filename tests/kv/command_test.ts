@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { encode } from "@msgpack/msgpack";
 import {
   type Command,
   COMMAND_BYTES_MAX,
@@ -76,17 +75,68 @@ Deno.test("encodeCommand() refuses malformed commands with TypeError", () => {
   }
 });
 
+/** Command bytes by hand: a type code, flags, and length-prefixed fields (see kv/command.ts). */
+function commandBytes(type: number, flags: number, ...fields: (string | Uint8Array)[]): Uint8Array {
+  const parts = fields.map((field) =>
+    typeof field === "string" ? new TextEncoder().encode(field) : field
+  );
+  const bytes = new Uint8Array(2 + parts.reduce((sum, part) => sum + 4 + part.length, 0));
+  const view = new DataView(bytes.buffer);
+  bytes[0] = type;
+  bytes[1] = flags;
+  let offset = 2;
+  for (const part of parts) {
+    view.setUint32(offset, part.length, true);
+    bytes.set(part, offset + 4);
+    offset += 4 + part.length;
+  }
+  return bytes;
+}
+
+Deno.test("decodeCommand() reads bytes written by hand in the documented layout", () => {
+  assert.deepEqual(decodeCommand(commandBytes(1, 0, "k", "v")), {
+    type: "set",
+    key: "k",
+    value: "v",
+  });
+  assert.deepEqual(decodeCommand(commandBytes(2, 3, "k", "old", "new", "id-1")), {
+    type: "cas",
+    key: "k",
+    expected: "old",
+    value: "new",
+    requestId: "id-1",
+  });
+  assert.deepEqual(decodeCommand(commandBytes(2, 0, "k", "new")), {
+    type: "cas",
+    key: "k",
+    expected: null,
+    value: "new",
+  });
+  assert.deepEqual(decodeCommand(commandBytes(3, 1, "k", "id")), {
+    type: "delete",
+    key: "k",
+    requestId: "id",
+  });
+  const set = { type: "set", key: "κλειδί", value: "\ufeffvalue" } as const;
+  assert.deepEqual(encodeCommand(set), commandBytes(1, 0, set.key, set.value));
+});
+
 Deno.test("decodeCommand() rejects malformed bytes with a clear TypeError", () => {
+  const longLength = commandBytes(1, 0, "k", "v");
+  new DataView(longLength.buffer).setUint32(2, KEY_BYTES_MAX + 1, true);
   const cases: [Uint8Array, RegExp][] = [
-    [new Uint8Array(), /invalid MessagePack/],
-    [new Uint8Array([0xc1]), /invalid MessagePack/],
-    [encode([1, 2]), /expected an object/],
-    [encode({ type: "set", key: "a", value: 3 }), /field "value" must be a string/],
-    [encode({ type: "drop", key: "a" }), /field "type" must be "set", "cas" or "delete"/],
-    [encode({ type: "delete", key: "a", value: "x" }), /unknown field "value"/],
-    [encode({ type: "cas", key: "a", value: "x" }), /field "expected" is missing/],
-    [encode({ type: "set", key: "k".repeat(KEY_BYTES_MAX + 1), value: "" }), /longer than/],
-    [new Uint8Array([...encodeCommand({ type: "delete", key: "a" }), 0]), /invalid MessagePack/],
+    [new Uint8Array(), /too short/],
+    [new Uint8Array([0xc1, 0]), /unknown type code 193/],
+    [commandBytes(4, 0, "a"), /unknown type code 4/],
+    [commandBytes(1, 2, "a", "x", "y"), /unknown flags 2/],
+    [commandBytes(1, 0, "a"), /field "value" is missing/],
+    [commandBytes(1, 0, "", "v"), /field "key" is empty/],
+    [commandBytes(3, 1, "a", ""), /field "requestId" is empty/],
+    [commandBytes(1, 0, "a", new Uint8Array([0xff])), /field "value" is not valid UTF-8/],
+    [commandBytes(1, 0, "a", new Uint8Array([0xed, 0xa0, 0x80])), /not valid UTF-8/],
+    [longLength, /field "key" is longer than/],
+    [commandBytes(1, 0, "a", "v").subarray(0, 11), /field "value" runs past the end/],
+    [new Uint8Array([...encodeCommand({ type: "delete", key: "a" }), 0]), /1 bytes after/],
   ];
   for (const [bytes, message] of cases) {
     assert.throws(() => decodeCommand(bytes), (error: unknown) => {
