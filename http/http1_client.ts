@@ -232,9 +232,18 @@ export function requestHead(
   headers: Record<string, string>,
   bodyBytes: number,
 ): string {
+  return requestHeadWithoutLength(method, url, headers) + `Content-Length: ${bodyBytes}\r\n\r\n`;
+}
+
+/** The request line and headers of a request, without Content-Length and the blank line. */
+export function requestHeadWithoutLength(
+  method: string,
+  url: URL,
+  headers: Record<string, string>,
+): string {
   let head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\n`;
   for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
-  return head + `Content-Length: ${bodyBytes}\r\n\r\n`;
+  return head;
 }
 
 const encoder = new TextEncoder();
@@ -245,7 +254,50 @@ const encoder = new TextEncoder();
  */
 export class Http1Client {
   #idle = new Map<string, HttpConnection[]>();
+  /** Connections with a request in flight: close() interrupts them. */
+  #busy = new Set<HttpConnection>();
   #closed = false;
+
+  /**
+   * POSTs `body` to `origin` after `head`: the request line and headers, already encoded, up to
+   * but without Content-Length (see requestHead). The cheap path for peer traffic: no URL,
+   * Headers, signal or Response per request. Rejects with TypeError on a network failure and
+   * with a DOMException named TimeoutError when no answer came within `timeoutMs`.
+   */
+  async post(
+    origin: string,
+    head: Uint8Array,
+    body: Uint8Array,
+    timeoutMs: number,
+  ): Promise<HttpAnswer> {
+    if (this.#closed) throw new TypeError("The HTTP client is closed");
+    const length = encoder.encode(`Content-Length: ${body.byteLength}\r\n\r\n`);
+    const request = new Uint8Array(head.byteLength + length.byteLength + body.byteLength);
+    request.set(head);
+    request.set(length, head.byteLength);
+    request.set(body, head.byteLength + length.byteLength);
+    const connection = this.#take(origin);
+    this.#busy.add(connection);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      connection.close();
+    }, timeoutMs);
+    try {
+      const answer = await connection.exchange(request);
+      this.#busy.delete(connection);
+      if (connection.isOpen()) this.#give(origin, connection);
+      return answer;
+    } catch (error) {
+      if (timedOut) throw new DOMException(`No answer within ${timeoutMs} ms`, "TimeoutError");
+      throw new TypeError(`HTTP request to ${origin} failed: ${(error as Error).message}`, {
+        cause: error,
+      });
+    } finally {
+      clearTimeout(timer);
+      this.#busy.delete(connection);
+    }
+  }
 
   readonly fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     if (this.#closed) throw new TypeError("The HTTP client is closed");
@@ -281,9 +333,11 @@ export class Http1Client {
     }
   };
 
-  /** Closes every idle connection; requests in flight finish or fail on their own. */
+  /** Closes every connection: idle ones, and those of post() requests in flight (they fail). */
   close(): void {
     this.#closed = true;
+    for (const connection of this.#busy) connection.close();
+    this.#busy.clear();
     for (const connections of this.#idle.values()) {
       for (const connection of connections) connection.close();
     }

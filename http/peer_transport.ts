@@ -10,7 +10,7 @@
  */
 import { AssertionError } from "node:assert/strict";
 import type { Logger, Message, NodeId, Transport } from "../raft/mod.ts";
-import { Http1Client } from "./http1_client.ts";
+import { Http1Client, requestHeadWithoutLength } from "./http1_client.ts";
 import { encodeMessages, estimateMessageBytes } from "../raft/mod.ts";
 
 /** Messages waiting for one peer; more drops the oldest. */
@@ -112,8 +112,11 @@ export class PeerTransport implements Transport {
   readonly #snapshotTimeoutMs: number;
   readonly #snapshotChunkBytes: number;
   readonly #onUnreachable: ((peer: NodeId) => void) | undefined;
-  readonly #fetch: typeof fetch;
+  /** A test's fetch; otherwise requests go through #http's cheap post(). */
+  readonly #fetch: typeof fetch | undefined;
   readonly #http = new Http1Client();
+  /** Encoded request heads by URL (the /raft/messages URL of each peer). */
+  readonly #heads = new Map<string, { origin: string; head: Uint8Array }>();
   readonly #peers = new Map<NodeId, Peer>();
   /** Aborts every request in flight at close(). */
   readonly #closing = new AbortController();
@@ -136,9 +139,9 @@ export class PeerTransport implements Transport {
     );
     this.#snapshotChunkBytes = Math.max(1, options.snapshotChunkBytes ?? PEER_SNAPSHOT_CHUNK_BYTES);
     this.#onUnreachable = options.onUnreachable;
-    // Our own HTTP/1.1 client unless a test injects one: fetch costs several times more CPU
-    // per request, and peer traffic is one request per batch of messages.
-    this.#fetch = options.fetch ?? this.#http.fetch;
+    // Our own HTTP/1.1 client unless a test injects a fetch: fetch costs several times more
+    // CPU per request, and peer traffic is one request per batch of messages.
+    this.#fetch = options.fetch;
   }
 
   /**
@@ -206,6 +209,7 @@ export class PeerTransport implements Transport {
   async close(): Promise<void> {
     this.#closed = true;
     this.#closing.abort(new DOMException("The peer transport is closing", "AbortError"));
+    this.#http.close();
     for (const peer of this.#peers.values()) {
       clearTimeout(peer.backoffTimer);
       peer.backoffTimer = undefined;
@@ -213,7 +217,6 @@ export class PeerTransport implements Transport {
       peer.queuedBytes = 0;
     }
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
-    this.#http.close();
   }
 
   #enqueue(peer: Peer, item: Queued): void {
@@ -369,30 +372,48 @@ export class PeerTransport implements Transport {
   /** One POST, retried once at once when the connection broke before any answer came. */
   async #post(url: string, body: Uint8Array<ArrayBuffer>, snapshot: boolean): Promise<Outcome> {
     const timeoutMs = snapshot ? this.#snapshotTimeoutMs : this.#requestTimeoutMs;
-    const headers = {
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await this.#postOnce(url, body, timeoutMs);
+      } catch (error) {
+        // A TypeError is a network error: most often a kept-alive connection the peer closed
+        // when it restarted. A fresh connection settles that; a second failure is real.
+        if (error instanceof TypeError && attempt === 1 && !this.#closed) continue;
+        return { kind: "failed", reason: describeError(error, timeoutMs) };
+      }
+    }
+  }
+
+  async #postOnce(url: string, body: Uint8Array<ArrayBuffer>, timeoutMs: number) {
+    if (this.#fetch !== undefined) {
+      const signal = AbortSignal.any([this.#closing.signal, AbortSignal.timeout(timeoutMs)]);
+      const init = { method: "POST", headers: this.#headers(), body, signal };
+      return await readOutcome(await this.#fetch(url, init));
+    }
+    const { origin, head } = this.#head(url);
+    const answer = await this.#http.post(origin, head, body, timeoutMs);
+    return outcomeOf(answer.status, () => decoder.decode(answer.body));
+  }
+
+  #headers(): Record<string, string> {
+    return {
       "Content-Type": "application/msgpack",
       "X-Raft-Cluster": this.#clusterId,
       // For the peer's logs only; encoded since a header value must be Latin-1.
       "X-Raft-From": encodeURIComponent(this.#selfId),
       ...(this.#selfUrl === undefined ? {} : { "X-Raft-From-Url": this.#selfUrl }),
     };
-    for (let attempt = 1;; attempt++) {
-      const signal = AbortSignal.any([this.#closing.signal, AbortSignal.timeout(timeoutMs)]);
-      try {
-        const response = await this.#fetch(url, {
-          method: "POST",
-          headers,
-          body,
-          signal,
-        });
-        return await readOutcome(response);
-      } catch (error) {
-        // A TypeError is a network error: most often a kept-alive connection the peer closed
-        // when it restarted. A fresh connection settles that; a second failure is real.
-        if (error instanceof TypeError && attempt === 1 && !signal.aborted) continue;
-        return { kind: "failed", reason: describeError(error, timeoutMs) };
-      }
-    }
+  }
+
+  #head(url: string): { origin: string; head: Uint8Array } {
+    const known = this.#heads.get(url);
+    if (known !== undefined) return known;
+    const parsed = new URL(url);
+    const head = encoder.encode(requestHeadWithoutLength("POST", parsed, this.#headers()));
+    const target = { origin: parsed.origin, head };
+    // Snapshot chunk URLs differ by their query: only the fixed ones are worth keeping.
+    if (parsed.search === "") this.#heads.set(url, target);
+    return target;
   }
 
   #onAnswer(peer: Peer): void {
@@ -471,12 +492,20 @@ async function readOutcome(response: Response): Promise<Outcome> {
     await response.body?.cancel();
     return { kind: "delivered" };
   }
-  const answer = (await response.text()).slice(0, ANSWER_CHARS_MAX);
-  if (REJECTED_STATUSES.has(response.status)) {
-    return { kind: "rejected", status: response.status, answer };
-  }
-  return { kind: "failed", reason: `HTTP ${response.status}: ${answer}`, status: response.status };
+  const text = await response.text();
+  return outcomeOf(response.status, () => text);
 }
+
+/** What an answer with `status` means; `text` gives its body for the log. */
+function outcomeOf(status: number, text: () => string): Outcome {
+  if (status >= 200 && status < 300) return { kind: "delivered" };
+  const answer = text().slice(0, ANSWER_CHARS_MAX);
+  if (REJECTED_STATUSES.has(status)) return { kind: "rejected", status, answer };
+  return { kind: "failed", reason: `HTTP ${status}: ${answer}`, status };
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 function describeError(error: unknown, timeoutMs: number): string {
   if (error instanceof DOMException && error.name === "TimeoutError") {
