@@ -286,7 +286,9 @@ export class DenoKvStorage implements RaftStorage {
     // A record starting inside what this append writes would be read as newer: delete it now.
     const first = entries[0]?.index ?? Infinity;
     const overwritten: number[] = [];
-    for (const [start, chunkCount] of recordsIn(this.#live, this.#stale)) {
+    // Live records start at or before the last index: only a rewrite can start before theirs.
+    const candidates = first <= meta.lastIndex ? recordsIn(this.#live, this.#stale) : this.#stale;
+    for (const [start, chunkCount] of candidates) {
       if (start <= first || start > next.lastIndex || written.has(start)) continue;
       for (let chunk = 0; chunk < chunkCount; chunk++) batch.delete(logKey(start, chunk));
       overwritten.push(start);
