@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import type { StateMachine } from "../raft/mod.ts";
 import { type Command, decodeCommand } from "./command.ts";
-import { decodeSnapshot, encodeSnapshot, type StoredValue } from "./snapshot_codec.ts";
+import { KeyValueTable } from "./_key_value_table.ts";
+import { decodeSnapshot, encodeSnapshot } from "./snapshot_codec.ts";
 import { REQUEST_IDS_MAX } from "./limits.ts";
 
 /**
@@ -25,14 +26,14 @@ export interface KvStateMachineOptions {
  * in the same order reaches the same state, the idempotency table included.
  */
 export class KvStateMachine implements StateMachine {
-  #map = new Map<string, StoredValue>();
+  #table = new KeyValueTable();
   /**
    * First result per request id, in the order first applied. Evicting the oldest first depends
    * only on the log, so every replica forgets the same ids at the same index.
    */
   #requests = new Map<string, ApplyResult>();
   readonly #requestIdsMax: number;
-  /** Invariant: every index in #map and #requests is <= #appliedIndex. */
+  /** Invariant: every index in #table and #requests is <= #appliedIndex. */
   #appliedIndex = 0;
 
   constructor(options: KvStateMachineOptions = {}) {
@@ -62,12 +63,11 @@ export class KvStateMachine implements StateMachine {
 
   /** The value of `key` and the index of its last change. */
   get(key: string): { value: string; index: number } | undefined {
-    const stored = this.#map.get(key);
-    return stored === undefined ? undefined : { value: stored.value, index: stored.index };
+    return this.#table.get(key);
   }
 
   keyCount(): number {
-    return this.#map.size;
+    return this.#table.size;
   }
 
   /** The highest index applied (or restored); 0 before any. */
@@ -79,7 +79,7 @@ export class KvStateMachine implements StateMachine {
   snapshot(): Uint8Array {
     return encodeSnapshot({
       appliedIndex: this.#appliedIndex,
-      map: this.#map,
+      table: this.#table,
       requests: this.#requests,
     });
   }
@@ -87,7 +87,7 @@ export class KvStateMachine implements StateMachine {
   /** Replaces the whole state with `data`. Throws `TypeError` and changes nothing if invalid. */
   restore(data: Uint8Array): void {
     const parsed = decodeSnapshot(data);
-    this.#map = parsed.map;
+    this.#table = parsed.table;
     this.#requests = parsed.requests;
     this.#appliedIndex = parsed.appliedIndex;
     // A snapshot from a node with a larger table: forget the oldest, as that node would have.
@@ -97,16 +97,16 @@ export class KvStateMachine implements StateMachine {
   #execute(index: number, command: Command): ApplyResult {
     switch (command.type) {
       case "set":
-        this.#map.set(command.key, { value: command.value, index });
+        this.#table.set(command.key, command.value, index);
         return { type: "set", ok: true, index };
       case "cas": {
-        const current = this.#map.get(command.key)?.value ?? null;
+        const current = this.#table.value(command.key) ?? null;
         if (current !== command.expected) return { type: "cas", ok: false, current, index };
-        this.#map.set(command.key, { value: command.value, index });
+        this.#table.set(command.key, command.value, index);
         return { type: "cas", ok: true, index };
       }
       case "delete":
-        return { type: "delete", deleted: this.#map.delete(command.key), index };
+        return { type: "delete", deleted: this.#table.delete(command.key), index };
     }
   }
 
