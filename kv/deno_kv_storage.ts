@@ -301,8 +301,9 @@ export class DenoKvStorage implements RaftStorage {
       this.#live.delete(start);
       this.#stale.delete(start);
     }
-    // Records past the new last index are stale now: the meta record just said so.
-    for (const [start, record] of this.#live) {
+    // Records past the new last index are stale now: the meta record just said so. Only a
+    // rewrite can leave any (an append past the end starts after every live record).
+    for (const [start, record] of first <= meta.lastIndex ? this.#live : []) {
       if (start > next.lastIndex) {
         this.#live.delete(start);
         this.#stale.set(start, record.chunkCount);
