@@ -4,6 +4,11 @@
  * Raft tolerates loss, so the transport drops rather than waits: a full queue drops its oldest
  * messages, a failed request drops its batch, and a peer that keeps failing is backed off.
  *
+ * A request that carries messages wanting an answer (appendEntries, heartbeat, vote) says so
+ * with X-Raft-Reply, and the peer may hold its answer a moment to put its own next messages
+ * for us in it (replyTo): one HTTP exchange per round trip instead of two, on both sides.
+ * Messages in an answer reach the node through `onMessages`, like those of a request.
+ *
  * An installSnapshot goes to `<url>/raft/snapshot` in chunks of PEER_SNAPSHOT_CHUNK_BYTES, one
  * request after the other (see http/raft_routes.ts), one transfer per peer at a time. The
  * chunks are views of the snapshot's bytes: only the chunk being encoded is copied.
@@ -11,7 +16,16 @@
 import { AssertionError } from "node:assert/strict";
 import type { Logger, Message, NodeId, Transport } from "../raft/mod.ts";
 import { Http1Client, requestHeadWithoutLength } from "./http1_client.ts";
-import { encodeMessages, estimateMessageBytes } from "../raft/mod.ts";
+import {
+  Peer,
+  type Queued,
+  releaseResponders,
+  type Responder,
+  takeBatch,
+  takeOne,
+} from "./_peer_pipe.ts";
+export { PEER_BATCH_BYTES_MAX, PEER_BATCH_MESSAGES_MAX } from "./_peer_pipe.ts";
+import { encodeMessages, estimateMessageBytes, parseMessages } from "../raft/mod.ts";
 
 /** Messages waiting for one peer; more drops the oldest. */
 export const PEER_QUEUE_MESSAGES_MAX = 4_096;
@@ -19,10 +33,6 @@ export const PEER_QUEUE_MESSAGES_MAX = 4_096;
 export const PEER_QUEUE_BYTES_MAX = 64 * 1024 * 1024;
 /** Requests in flight to one healthy peer (pipelining); a failing peer gets one probe. */
 export const PEER_REQUESTS_INFLIGHT_MAX = 4;
-/** Messages in one request to /raft/messages. */
-export const PEER_BATCH_MESSAGES_MAX = 1_024;
-/** Estimated bytes in one request to /raft/messages: half the 8 MiB the route accepts. */
-export const PEER_BATCH_BYTES_MAX = 4 * 1024 * 1024;
 /** Back-off after the first failure, doubled per failure up to PEER_BACKOFF_MAX_MS. */
 export const PEER_BACKOFF_MIN_MS = 50;
 /** A restarted peer waits at most this long to hear from us; trying a dead one is cheap. */
@@ -34,6 +44,14 @@ export const PEER_SNAPSHOT_TIMEOUT_MS = 30_000;
 export const PEER_SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
 /** Times a transfer starts again at offset 0 when the peer lost its place (it restarted). */
 export const PEER_SNAPSHOT_RESTARTS_MAX = 2;
+/**
+ * How long the answer to a peer's request waits for our next messages to that peer. A follower
+ * answers an appendEntries once its write is durable: a few ms, more under load; past this the
+ * answer goes empty (the peer's request slot is held meanwhile) and the messages take a request.
+ */
+export const PEER_REPLY_WAIT_MS = 20;
+/** The request header by which a sender accepts messages in the answer. */
+export const REPLY_HEADER = "X-Raft-Reply";
 /** Characters of a peer's error answer kept for the log. */
 const ANSWER_CHARS_MAX = 200;
 
@@ -49,6 +67,8 @@ export interface PeerTransportOptions {
   snapshotTimeoutMs?: number;
   /** Snapshot bytes per chunk; default PEER_SNAPSHOT_CHUNK_BYTES (tests use small ones). */
   snapshotChunkBytes?: number;
+  /** Messages that came in the answer to one of our requests (given to the node as received). */
+  onMessages?: (messages: Message[]) => void;
   /** Called once when a peer starts failing (not again until it has answered). */
   onUnreachable?: (peer: NodeId) => void;
   /** The global fetch unless given: tests inject broken connections through it. */
@@ -66,32 +86,6 @@ export interface PeerStats {
   /** Failed requests in the current failure streak; 0 when the peer answers. */
   failures: number;
   unreachable: boolean;
-}
-
-interface Queued {
-  message: Message;
-  bytes: number;
-}
-
-class Peer {
-  queue: Queued[] = [];
-  queuedBytes = 0;
-  inflight = 0;
-  sent = 0;
-  dropped = 0;
-  failures = 0;
-  unreachable = false;
-  /** Set while backing off: no request starts until it fires. */
-  backoffTimer: ReturnType<typeof setTimeout> | undefined = undefined;
-  pumpScheduled = false;
-  /** So a full queue is reported once per episode, not once per message. */
-  overflowReported = false;
-  /** So a peer that keeps refusing our bytes is reported once per status. */
-  lastRejectedStatus = 0;
-  /** A snapshot transfer is under way: another one would only make the peer start over. */
-  sendingSnapshot = false;
-
-  constructor(readonly id: NodeId, public url: string) {}
 }
 
 type Outcome =
@@ -112,6 +106,7 @@ export class PeerTransport implements Transport {
   readonly #snapshotTimeoutMs: number;
   readonly #snapshotChunkBytes: number;
   readonly #onUnreachable: ((peer: NodeId) => void) | undefined;
+  readonly #onMessages: ((messages: Message[]) => void) | undefined;
   /** A test's fetch; otherwise requests go through #http's cheap post(). */
   readonly #fetch: typeof fetch | undefined;
   readonly #http = new Http1Client();
@@ -139,6 +134,7 @@ export class PeerTransport implements Transport {
     );
     this.#snapshotChunkBytes = Math.max(1, options.snapshotChunkBytes ?? PEER_SNAPSHOT_CHUNK_BYTES);
     this.#onUnreachable = options.onUnreachable;
+    this.#onMessages = options.onMessages;
     // Our own HTTP/1.1 client unless a test injects a fetch: fetch costs several times more
     // CPU per request, and peer traffic is one request per batch of messages.
     this.#fetch = options.fetch;
@@ -158,6 +154,7 @@ export class PeerTransport implements Transport {
       if (peers.has(id)) continue;
       // Requests in flight finish on their own; what is queued is for a member that left.
       clearTimeout(peer.backoffTimer);
+      releaseResponders(peer);
       this.#peers.delete(id);
     }
     for (const [id, url] of peers) {
@@ -185,6 +182,27 @@ export class PeerTransport implements Transport {
       this.#enqueue(peer, { message, bytes: estimateMessageBytes(message) });
       this.#schedulePump(peer);
     }
+  }
+
+  /**
+   * The messages to put in the answer to a request from `from`: our next ones for that peer,
+   * or none after `waitMs` (at once for a peer we have no pipe to, or once closing).
+   */
+  replyTo(from: NodeId, waitMs = PEER_REPLY_WAIT_MS): Promise<Message[]> {
+    const peer = this.#peers.get(from);
+    if (this.#closed || peer === undefined) return Promise.resolve([]);
+    return new Promise((resolve) => {
+      const responder: Responder = {
+        resolve,
+        timer: setTimeout(() => {
+          const at = peer.responders.indexOf(responder);
+          if (at >= 0) peer.responders.splice(at, 1);
+          resolve([]);
+        }, waitMs),
+      };
+      peer.responders.push(responder);
+      if (peer.queue.length > 0) this.#schedulePump(peer);
+    });
   }
 
   stats(): PeerStats[] {
@@ -215,6 +233,7 @@ export class PeerTransport implements Transport {
       peer.backoffTimer = undefined;
       peer.queue = [];
       peer.queuedBytes = 0;
+      releaseResponders(peer);
     }
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
   }
@@ -256,11 +275,23 @@ export class PeerTransport implements Transport {
   }
 
   #pump(peer: Peer): void {
-    while (
-      !this.#closed && this.#peers.get(peer.id) === peer && peer.queue.length > 0 &&
-      peer.backoffTimer === undefined &&
-      peer.inflight < (peer.failures > 0 ? 1 : PEER_REQUESTS_INFLIGHT_MAX)
-    ) {
+    while (!this.#closed && this.#peers.get(peer.id) === peer && peer.queue.length > 0) {
+      // The peer is waiting on an answer of ours: that is the cheapest way there, and proof
+      // that it is up. One message per waiting answer keeps each with the request it answers.
+      if (peer.responders.length > 0 && peer.queue[0].message.type !== "installSnapshot") {
+        const responder = peer.responders.shift()!;
+        const batch = peer.responders.length > 0 ? takeOne(peer) : takeBatch(peer);
+        clearTimeout(responder.timer);
+        peer.sent += batch.length;
+        responder.resolve(batch);
+        continue;
+      }
+      if (
+        peer.backoffTimer !== undefined ||
+        peer.inflight >= (peer.failures > 0 ? 1 : PEER_REQUESTS_INFLIGHT_MAX)
+      ) {
+        return;
+      }
       const batch = takeBatch(peer);
       const snapshot = batch.length === 1 && batch[0].type === "installSnapshot";
       if (snapshot && peer.sendingSnapshot) {
@@ -388,17 +419,37 @@ export class PeerTransport implements Transport {
     if (this.#fetch !== undefined) {
       const signal = AbortSignal.any([this.#closing.signal, AbortSignal.timeout(timeoutMs)]);
       const init = { method: "POST", headers: this.#headers(), body, signal };
-      return await readOutcome(await this.#fetch(url, init));
+      const response = await this.#fetch(url, init);
+      if (response.status === 200) this.#received(await response.bytes());
+      return await readOutcome(response);
     }
     const { origin, head } = this.#head(url);
     const answer = await this.#http.post(origin, head, body, timeoutMs);
+    if (answer.status === 200) this.#received(answer.body);
     return outcomeOf(answer.status, () => decoder.decode(answer.body));
+  }
+
+  /** Messages in the answer to one of our requests: through the gateway, then to the node. */
+  #received(body: Uint8Array): void {
+    if (body.byteLength === 0 || this.#closed) return;
+    let messages: Message[];
+    try {
+      messages = parseMessages(body);
+    } catch (error) {
+      if (!(error instanceof TypeError)) throw error;
+      this.#logger.warn("peer answered with messages that do not parse", {
+        error: error.message,
+      });
+      return;
+    }
+    this.#onMessages?.(messages);
   }
 
   #headers(): Record<string, string> {
     return {
       "Content-Type": "application/msgpack",
       "X-Raft-Cluster": this.#clusterId,
+      [REPLY_HEADER]: "1",
       // For the peer's logs only; encoded since a header value must be Latin-1.
       "X-Raft-From": encodeURIComponent(this.#selfId),
       ...(this.#selfUrl === undefined ? {} : { "X-Raft-From-Url": this.#selfUrl }),
@@ -463,33 +514,10 @@ export class PeerTransport implements Transport {
   }
 }
 
-/**
- * The head of the queue as one request: an installSnapshot alone (it has its own route and
- * deadline), otherwise the messages up to the next snapshot within the batch limits, in order.
- */
-function takeBatch(peer: Peer): Message[] {
-  const first = peer.queue[0];
-  let count = 1;
-  let bytes = first.bytes;
-  if (first.message.type !== "installSnapshot") {
-    while (count < peer.queue.length && count < PEER_BATCH_MESSAGES_MAX) {
-      const next = peer.queue[count];
-      if (next.message.type === "installSnapshot" || bytes + next.bytes > PEER_BATCH_BYTES_MAX) {
-        break;
-      }
-      bytes += next.bytes;
-      count++;
-    }
-  }
-  const taken = peer.queue.splice(0, count);
-  peer.queuedBytes -= bytes;
-  return taken.map((item) => item.message);
-}
-
 /** Reads what the answer means, and always consumes or cancels its body. */
 async function readOutcome(response: Response): Promise<Outcome> {
   if (response.ok) {
-    await response.body?.cancel();
+    if (!response.bodyUsed) await response.body?.cancel();
     return { kind: "delivered" };
   }
   const text = await response.text();

@@ -2,6 +2,9 @@
  * The peer endpoints, mounted at /raft: POST /messages takes a MessagePack array of messages,
  * POST /snapshot one installSnapshot message. Bytes pass parseMessages (the gateway) before
  * anything reaches the node, and the answer does not wait for Raft: 204 means "handed over".
+ * A request with X-Raft-Reply whose messages want an answer (appendEntries, heartbeat, vote)
+ * may instead get 200 with a MessagePack array: this node's next messages for the sender,
+ * produced within a short wait (PeerTransport.replyTo), so they need no request of their own.
  *
  * A snapshot may be too big for one request, so it usually comes in chunks:
  * `POST /snapshot?id=I&offset=N&total=M`, each body one installSnapshot message whose data is
@@ -14,7 +17,8 @@
 import { AssertionError } from "node:assert/strict";
 import { Hono } from "hono";
 import type { Clock, Logger, Message, NodeId, RaftNodeApi } from "../raft/mod.ts";
-import { parseMessages } from "../raft/mod.ts";
+import { encodeMessages, parseMessages } from "../raft/mod.ts";
+import { REPLY_HEADER } from "./peer_transport.ts";
 
 /** Body of POST /raft/messages: twice what PeerTransport puts in one batch. */
 export const RAFT_MESSAGES_BYTES_MAX = 8 * 1024 * 1024;
@@ -41,6 +45,8 @@ export interface RaftRoutesDeps {
   logger: Logger;
   /** A sender's URL from its X-Raft-From-Url header, for peers our membership does not name. */
   learnPeer?: (id: NodeId, url: string) => void;
+  /** Our next messages for `from`, to answer its request with (PeerTransport.replyTo). */
+  replyTo?: (from: NodeId) => Promise<Message[]>;
   /** Expires idle snapshot transfers; timers unless given (tests pass a manual clock). */
   clock?: Pick<Clock, "now" | "after">;
   /** Default RAFT_SNAPSHOT_IDLE_MS. */
@@ -76,6 +82,10 @@ const SNAPSHOT_CHUNK: Endpoint = {
 };
 
 const JSON_HEADERS = { "content-type": "application/json" };
+const MSGPACK_HEADERS = { "content-type": "application/msgpack" };
+
+/** Messages whose receiver sends one back: worth holding the answer for. */
+const ANSWERED = new Set<Message["type"]>(["appendEntries", "heartbeat", "vote"]);
 
 function json(body: Record<string, unknown>, status: number, headers?: Record<string, string>) {
   return new Response(JSON.stringify(body), {
@@ -94,7 +104,18 @@ export function raftMessagesHandler(deps: RaftRoutesDeps): (request: Request) =>
   return async (request) => {
     if (request.method !== "POST") return methodNotAllowed();
     const parsed = await receive(request, deps, MESSAGES);
-    return parsed instanceof Response ? parsed : stepAll(deps, parsed);
+    if (parsed instanceof Response) return parsed;
+    const answer = stepAll(deps, parsed);
+    const from = parsed.find((message) => ANSWERED.has(message.type))?.from;
+    if (
+      answer.status !== 204 || from === undefined || deps.replyTo === undefined ||
+      request.headers.get(REPLY_HEADER) === null
+    ) {
+      return answer;
+    }
+    const replies = await deps.replyTo(from);
+    if (replies.length === 0) return answer;
+    return new Response(encodeMessages(replies), { status: 200, headers: MSGPACK_HEADERS });
   };
 }
 
@@ -173,21 +194,30 @@ async function receive(
 }
 
 function stepAll(deps: RaftRoutesDeps, messages: Message[]): Response {
-  let misaddressed = 0;
   try {
-    for (const message of messages) {
-      // A message for another node (a peer with a stale address book) would corrupt our state.
-      if (message.to !== deps.selfId) {
-        misaddressed++;
-        continue;
-      }
-      deps.node.step(message);
-    }
+    stepMessages(deps, messages);
   } catch (error) {
     // Our own bugs must crash the node (STYLE C2.5), not turn into an answer.
     if (error instanceof AssertionError) throw error;
     const reason = error instanceof Error ? error.message : String(error);
     return json({ error: "node is not accepting messages", reason }, 503);
+  }
+  return new Response(null, { status: 204 });
+}
+
+/** Gives the node the messages addressed to it, from a request or from an answer. */
+export function stepMessages(
+  deps: Pick<RaftRoutesDeps, "node" | "selfId" | "logger">,
+  messages: Message[],
+): void {
+  let misaddressed = 0;
+  for (const message of messages) {
+    // A message for another node (a peer with a stale address book) would corrupt our state.
+    if (message.to !== deps.selfId) {
+      misaddressed++;
+      continue;
+    }
+    deps.node.step(message);
   }
   if (misaddressed > 0) {
     deps.logger.debug("peer messages for another node dropped", {
@@ -195,7 +225,6 @@ function stepAll(deps: RaftRoutesDeps, messages: Message[]): Response {
       misaddressed,
     });
   }
-  return new Response(null, { status: 204 });
 }
 
 /**

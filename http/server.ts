@@ -6,6 +6,7 @@ import {
   bootstrapState,
   type Clock,
   type Member,
+  type Message,
   type NodeCounters,
   type NodeId,
   RaftNode,
@@ -24,7 +25,7 @@ import { createApp } from "./app.ts";
 import { Metrics } from "./metrics.ts";
 import { nodeMetrics } from "./node_metrics.ts";
 import { PeerTransport } from "./peer_transport.ts";
-import { createRaftRoutes, raftMessagesHandler } from "./raft_routes.ts";
+import { createRaftRoutes, raftMessagesHandler, stepMessages } from "./raft_routes.ts";
 import { consoleLogger } from "./logger.ts";
 import { clusterIdOf, parsePeers, selfIdOf, UsageError } from "./peers.ts";
 import { joinCluster, lookUpClusterId } from "./join.ts";
@@ -122,12 +123,14 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     const ticks = ticksFor(options);
     const stateMachine = new KvStateMachine();
     let reportUnreachable: (peer: NodeId) => void = () => {};
+    let stepReplies: (messages: Message[]) => void = () => {};
     const transport = new PeerTransport({
       selfId: id,
       selfUrl: advertise,
       clusterId,
       logger,
       onUnreachable: (peer) => reportUnreachable(peer),
+      onMessages: (messages) => stepReplies(messages),
     });
     let fatal: (error: Error) => void = () => {};
     const registry = new Metrics();
@@ -166,7 +169,9 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       clusterId,
       logger,
       learnPeer: (peer: NodeId, url: string) => transport.learnPeer(peer, url),
+      replyTo: (peer: NodeId) => transport.replyTo(peer),
     };
+    stepReplies = (messages) => stepMessages(raftDeps, messages);
     const app = createApp({
       node,
       stateMachine,
