@@ -29,6 +29,7 @@ import { createRaftRoutes, raftMessagesHandler, stepMessages } from "./raft_rout
 import { consoleLogger } from "./logger.ts";
 import { clusterIdOf, parsePeers, selfIdOf, UsageError } from "./peers.ts";
 import { joinCluster, lookUpClusterId } from "./join.ts";
+import { releaseSnapshotMemory } from "./memory_release.ts";
 
 export interface ServeOptions {
   /** Listen port; 0 picks a free one. */
@@ -162,6 +163,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       onPersisted: (durationMs, entries) => observed.observePersist(durationMs, entries),
     });
     counters = () => node.counters();
+    const stopReleasing = releaseSnapshotMemory({ counters, logger });
     reportUnreachable = (peer) => node.reportUnreachable(peer);
     const raftDeps = {
       node,
@@ -193,6 +195,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     const stop = (): Promise<void> => {
       stopping ??= (async () => {
         clearInterval(sizeTimer);
+        stopReleasing();
         abort.abort();
         await server.finished;
         await node.stop();

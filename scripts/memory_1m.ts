@@ -36,6 +36,18 @@ export interface MemoryOptions {
 export interface ProcMemory {
   rssMb: number;
   hwmMb: number;
+  /** The anonymous part of RSS (heaps, buffers) and the file-backed part (the binary, mmaps). */
+  anonMb?: number;
+  fileMb?: number;
+}
+
+/** Where a node's memory goes, in MiB: /proc's split of RSS and V8's (Deno.memoryUsage). */
+export interface MemoryBreakdown {
+  anonMb: number;
+  fileMb: number;
+  heapUsedMb: number;
+  heapTotalMb: number;
+  externalMb: number;
 }
 
 export interface NodeReport {
@@ -46,6 +58,7 @@ export interface NodeReport {
   loadPeakRssMb: number;
   loadHwmMb: number;
   rssAfterLoadMb: number;
+  afterLoad: MemoryBreakdown;
 }
 
 export interface MemoryReport {
@@ -64,6 +77,7 @@ export interface MemoryReport {
     caughtUpMs: number;
     rssAfterRestartMb: number;
     hwmAfterRestartMb: number;
+    afterRestart: MemoryBreakdown;
   };
 }
 
@@ -124,7 +138,26 @@ export function parseProcStatus(text: string): ProcMemory | undefined {
   const rssKib = kib("VmRSS");
   const hwmKib = kib("VmHWM");
   if (rssKib === undefined || hwmKib === undefined) return undefined;
-  return { rssMb: Math.round(rssKib / 1024), hwmMb: Math.round(hwmKib / 1024) };
+  const memory: ProcMemory = { rssMb: Math.round(rssKib / 1024), hwmMb: Math.round(hwmKib / 1024) };
+  const anonKib = kib("RssAnon");
+  const fileKib = kib("RssFile");
+  if (anonKib !== undefined) memory.anonMb = Math.round(anonKib / 1024);
+  if (fileKib !== undefined) memory.fileMb = Math.round(fileKib / 1024);
+  return memory;
+}
+
+/** The `raftkv_process_memory_bytes` gauges of a /metrics text, in MiB (0 when missing). */
+export function parseMemoryMetrics(text: string): Omit<MemoryBreakdown, "anonMb" | "fileMb"> {
+  const mb = (kind: string) => {
+    const match = new RegExp(`^raftkv_process_memory_bytes\\{kind="${kind}"\\} (\\S+)$`, "m")
+      .exec(text);
+    return match === null ? 0 : Math.round(Number(match[1]) / 1_048_576);
+  };
+  return {
+    heapUsedMb: mb("heap_used"),
+    heapTotalMb: mb("heap_total"),
+    externalMb: mb("external"),
+  };
 }
 
 function readProcMemory(pid: number): ProcMemory | undefined {
@@ -133,6 +166,11 @@ function readProcMemory(pid: number): ProcMemory | undefined {
   } catch {
     return undefined; // the process has exited
   }
+}
+
+function formatBreakdown(memory: MemoryBreakdown): string {
+  return `anon ${memory.anonMb}, file ${memory.fileMb}; V8 heap ${memory.heapUsedMb} used of ` +
+    `${memory.heapTotalMb}, external ${memory.externalMb} (MiB)`;
 }
 
 export function formatReport(report: MemoryReport): string {
@@ -148,12 +186,14 @@ export function formatReport(report: MemoryReport): string {
       `${node.label.padEnd(6)}${node.role.padEnd(10)}${String(node.keys).padEnd(10)}` +
         `${`${node.loadPeakRssMb} MiB`.padEnd(18)}${`${node.loadHwmMb} MiB`.padEnd(13)}` +
         `${node.rssAfterLoadMb} MiB`,
+      `      after load: ${formatBreakdown(node.afterLoad)}`,
     );
   }
   const r = report.restart;
   lines.push(
     `restart of ${r.label}: serving in ${r.servingMs} ms, caught up in ${r.caughtUpMs} ms, ` +
       `RSS ${r.rssAfterRestartMb} MiB (HWM ${r.hwmAfterRestartMb} MiB)`,
+    `      after restart: ${formatBreakdown(r.afterRestart)}`,
   );
   return `${lines.join("\n")}\n`;
 }
@@ -250,6 +290,19 @@ async function status(url: string): Promise<Record<string, unknown> | undefined>
   }
 }
 
+/** The node's memory now: /proc/PID/status and its /metrics gauges. */
+async function breakdown(node: Node): Promise<MemoryBreakdown> {
+  const proc = readProcMemory(node.child.pid);
+  let text = "";
+  try {
+    const response = await fetch(`${node.url}/metrics`, { signal: AbortSignal.timeout(5_000) });
+    text = await response.text();
+  } catch {
+    // Reported as zeros.
+  }
+  return { anonMb: proc?.anonMb ?? 0, fileMb: proc?.fileMb ?? 0, ...parseMemoryMetrics(text) };
+}
+
 /** Polls `probe` until it returns a value or `timeoutMs` passes; throws Error `what` then. */
 async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>) {
   const deadline = performance.now() + timeoutMs;
@@ -329,6 +382,7 @@ async function measure(options: MemoryOptions, dir: string, nodes: Node[]): Prom
   await allCaughtUp(nodes);
   await sleep(options.settleSeconds * 1000);
   const statuses = await Promise.all(nodes.map((node) => status(node.url)));
+  const breakdowns = await Promise.all(nodes.map(breakdown));
   const reports = nodes.map((node, i): NodeReport => ({
     label: node.label,
     role: String(statuses[i]?.role),
@@ -336,6 +390,7 @@ async function measure(options: MemoryOptions, dir: string, nodes: Node[]): Prom
     loadPeakRssMb: node.peakRssMb,
     loadHwmMb: hwm[i],
     rssAfterLoadMb: readProcMemory(node.child.pid)?.rssMb ?? 0,
+    afterLoad: breakdowns[i],
   }));
   const followerAt = statuses.findIndex((s) => s?.role !== "leader");
   const restart = await restartFollower(options, nodes, followerAt);
@@ -373,12 +428,14 @@ async function restartFollower(
   const caughtUpMs = Math.round(performance.now() - startMs);
   await sleep(options.settleSeconds * 1000);
   const memory = readProcMemory(node.child.pid);
+  const afterRestart = await breakdown(node);
   return {
     label: node.label,
     servingMs,
     caughtUpMs,
     rssAfterRestartMb: memory?.rssMb ?? 0,
     hwmAfterRestartMb: memory?.hwmMb ?? 0,
+    afterRestart,
   };
 }
 

@@ -3,6 +3,7 @@ import {
   formatReport,
   type MemoryReport,
   parseMemoryArgs,
+  parseMemoryMetrics,
   parseProcStatus,
   runMemory,
 } from "../../scripts/memory_1m.ts";
@@ -50,6 +51,24 @@ Deno.test("parseProcStatus() reads VmRSS and VmHWM in MiB", () => {
   assert.equal(parseProcStatus("Name:\tdeno\nVmRSS:\t 1 kB\n"), undefined);
 });
 
+Deno.test("parseProcStatus() splits RSS into anonymous and file-backed memory when given", () => {
+  const text = "VmHWM:\t 524288 kB\nVmRSS:\t 262144 kB\nRssAnon:\t 204800 kB\n" +
+    "RssFile:\t  57344 kB\nRssShmem:\t 0 kB\n";
+  assert.deepEqual(parseProcStatus(text), { rssMb: 256, hwmMb: 512, anonMb: 200, fileMb: 56 });
+});
+
+Deno.test("parseMemoryMetrics() reads the V8 heap and external memory gauges in MiB", () => {
+  const text = [
+    "# TYPE raftkv_process_memory_bytes gauge",
+    'raftkv_process_memory_bytes{kind="rss"} 536870912',
+    'raftkv_process_memory_bytes{kind="heap_used"} 209715200',
+    'raftkv_process_memory_bytes{kind="heap_total"} 262144000',
+    'raftkv_process_memory_bytes{kind="external"} 1048576',
+  ].join("\n");
+  assert.deepEqual(parseMemoryMetrics(text), { heapUsedMb: 200, heapTotalMb: 250, externalMb: 1 });
+  assert.deepEqual(parseMemoryMetrics(""), { heapUsedMb: 0, heapTotalMb: 0, externalMb: 0 });
+});
+
 Deno.test("formatReport() shows every node and the restart", () => {
   const report: MemoryReport = {
     keys: 10,
@@ -65,6 +84,7 @@ Deno.test("formatReport() shows every node and the restart", () => {
       loadPeakRssMb: 111,
       loadHwmMb: 112,
       rssAfterLoadMb: 100,
+      afterLoad: { anonMb: 60, fileMb: 40, heapUsedMb: 30, heapTotalMb: 35, externalMb: 2 },
     })),
     restart: {
       label: "n2",
@@ -72,6 +92,7 @@ Deno.test("formatReport() shows every node and the restart", () => {
       caughtUpMs: 1300,
       rssAfterRestartMb: 90,
       hwmAfterRestartMb: 95,
+      afterRestart: { anonMb: 50, fileMb: 40, heapUsedMb: 25, heapTotalMb: 30, externalMb: 1 },
     },
   };
   const text = formatReport(report);
@@ -81,6 +102,8 @@ Deno.test("formatReport() shows every node and the restart", () => {
   );
   assert.match(text, /n1 +leader +10 +111 MiB +112 MiB +100 MiB/);
   assert.match(text, /restart of n2: serving in 1234 ms, caught up in 1300 ms, RSS 90 MiB/);
+  assert.match(text, /after load: anon 60, file 40; V8 heap 30 used of 35, external 2 \(MiB\)/);
+  assert.match(text, /after restart: anon 50, file 40; V8 heap 25 used of 30, external 1/);
 });
 
 Deno.test({
@@ -104,5 +127,7 @@ Deno.test({
     assert(report.restart.servingMs > 0);
     assert(report.restart.caughtUpMs >= report.restart.servingMs);
     assert(report.restart.rssAfterRestartMb > 0);
+    assert(report.nodes.every((node) => node.afterLoad.heapUsedMb > 0));
+    assert(report.restart.afterRestart.heapUsedMb > 0 && report.restart.afterRestart.anonMb > 0);
   },
 });

@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import { fullCollection, releaseSnapshotMemory } from "../../http/memory_release.ts";
+import type { NodeCounters } from "../../raft/mod.ts";
+import { noopLogger } from "../../raft/mod.ts";
+
+function countersWith(
+  snapshotsTaken: number,
+  snapshotsInstalled: number,
+  lastSnapshotBytes = 100,
+): NodeCounters {
+  return { snapshotsTaken, snapshotsInstalled, lastSnapshotBytes } as NodeCounters;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls until `condition` holds; a slow machine only makes it wait longer. */
+async function until(condition: () => boolean, what: string): Promise<void> {
+  for (let waitedMs = 0; !condition(); waitedMs += 5) {
+    if (waitedMs > 20_000) throw new Error(`Timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+Deno.test("fullCollection() gives V8's full collection without --expose-gc on the command line", () => {
+  const collect = fullCollection();
+  assert(collect !== undefined);
+  collect();
+  assert.equal("gc" in globalThis, false, "the main context keeps no gc global");
+});
+
+Deno.test("releaseSnapshotMemory() collects at start and after each large snapshot only", async () => {
+  let counters = countersWith(0, 0);
+  let collections = 0;
+  const stop = releaseSnapshotMemory({
+    counters: () => counters,
+    logger: noopLogger,
+    collect: () => collections++,
+    checkMs: 5,
+    snapshotBytesMin: 100,
+  });
+  try {
+    assert.equal(collections, 1, "one collection for the snapshot restored at start");
+    await sleep(30);
+    assert.equal(collections, 1, "no snapshot, no collection");
+    counters = countersWith(1, 0);
+    await until(() => collections === 2, "the collection after a snapshot taken");
+    counters = countersWith(1, 1);
+    await until(() => collections === 3, "the collection after a snapshot installed");
+    counters = countersWith(2, 1, 99);
+    await sleep(30);
+    counters = countersWith(3, 1, 99);
+    await sleep(30);
+    assert.equal(collections, 3, "small snapshots are left to V8");
+  } finally {
+    stop();
+  }
+  counters = countersWith(5, 5);
+  await sleep(30);
+  assert.equal(collections, 3, "stopped: no more collections");
+});
+
+Deno.test("releaseSnapshotMemory() does not collect at start without a large snapshot", () => {
+  let collections = 0;
+  const stop = releaseSnapshotMemory({
+    counters: () => countersWith(0, 0, 0),
+    logger: noopLogger,
+    collect: () => collections++,
+  });
+  stop();
+  assert.equal(collections, 0);
+});
