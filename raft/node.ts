@@ -22,7 +22,7 @@ import type {
 import type { ConfChange, Entry, Index, Member, Message, NodeId, Ready, Term } from "./types.ts";
 
 /** New command bytes, times this, must reach the last snapshot's size before the next one. */
-const SNAPSHOT_SIZE_PER_LOG_BYTE = 4;
+const SNAPSHOT_SIZE_PER_LOG_BYTE = 8;
 
 type ProposalWaiter = { term: Term; waiter: Waiter<ProposeResult> };
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { fullCollection, releaseSnapshotMemory } from "../../http/memory_release.ts";
+import { fullCollection, mallocTrim, releaseSnapshotMemory } from "../../http/memory_release.ts";
 import type { NodeCounters } from "../../raft/mod.ts";
 import { noopLogger } from "../../raft/mod.ts";
 
@@ -31,10 +31,12 @@ Deno.test("fullCollection() gives V8's full collection without --expose-gc on th
 Deno.test("releaseSnapshotMemory() collects at start and after each large snapshot only", async () => {
   let counters = countersWith(0, 0);
   let collections = 0;
+  let trims = 0;
   const stop = releaseSnapshotMemory({
     counters: () => counters,
     logger: noopLogger,
     collect: () => collections++,
+    trim: () => trims++,
     checkMs: 5,
     snapshotBytesMin: 100,
   });
@@ -57,6 +59,7 @@ Deno.test("releaseSnapshotMemory() collects at start and after each large snapsh
   counters = countersWith(5, 5);
   await sleep(30);
   assert.equal(collections, 3, "stopped: no more collections");
+  assert.equal(trims, 3, "malloc gives back what each collection freed");
 });
 
 Deno.test("releaseSnapshotMemory() does not collect at start without a large snapshot", () => {
@@ -68,4 +71,11 @@ Deno.test("releaseSnapshotMemory() does not collect at start without a large sna
   });
   stop();
   assert.equal(collections, 0);
+});
+
+Deno.test("mallocTrim() is glibc's on Linux and absent elsewhere", () => {
+  const trim = mallocTrim();
+  if (Deno.build.os !== "linux") return assert.equal(trim, undefined);
+  assert(trim !== undefined, "glibc's malloc_trim under -A");
+  trim();
 });

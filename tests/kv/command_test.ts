@@ -28,6 +28,21 @@ Deno.test("encodeCommand() gives equal bytes for equal commands", () => {
   assert.deepEqual(a, b);
 });
 
+Deno.test("encodeCommand() gives each command bytes of its own, however many share a slab", () => {
+  const commands: Command[] = [];
+  for (let i = 0; i < 3_000; i++) {
+    // Sizes from a few bytes to past the shared-slab limit, so slabs fill and roll over.
+    commands.push({ type: "set", key: `k${i}`, value: "v".repeat((i * 37) % 3_000) });
+  }
+  const encoded = commands.map(encodeCommand);
+  encoded.forEach((bytes, i) => assert.deepEqual(decodeCommand(bytes), commands[i]));
+  // Writing over one command's bytes leaves every other command as it was.
+  encoded[1_500].fill(0);
+  encoded.forEach((bytes, i) => {
+    if (i !== 1_500) assert.deepEqual(decodeCommand(bytes), commands[i]);
+  });
+});
+
 Deno.test("encodeCommand() accepts a key and a value at their limits", () => {
   const command: Command = {
     type: "set",
