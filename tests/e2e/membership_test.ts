@@ -497,8 +497,11 @@ Deno.test({
         }
       }
       assert.ok(refused !== undefined, "a second change in flight was never refused");
+      // Whichever fake was added (of two at once, either may have been the one refused).
+      const learner = (await membersOf(leader)).find((member) => member.id.startsWith("fake"));
+      assert.ok(learner !== undefined, "no fake learner was added");
       const learnerTransfer = await clusterCall(`${leader.url}/cluster/leader`, "POST", {
-        id: "fake0",
+        id: learner.id,
       });
       assert.equal(learnerTransfer.status, 409, learnerTransfer.text);
       // The fake learners leave again; the cluster still works.
