@@ -47,14 +47,14 @@ export interface Responder {
  * The head of the queue as one request: an installSnapshot alone (it has its own route and
  * deadline), otherwise the messages up to the next snapshot within the batch limits, in order.
  */
-export function takeBatch(peer: Peer): Message[] {
+export function takeBatch(peer: Peer, bytesMax = PEER_BATCH_BYTES_MAX): Message[] {
   const first = peer.queue[0];
   let count = 1;
   let bytes = first.bytes;
   if (first.message.type !== "installSnapshot") {
     while (count < peer.queue.length && count < PEER_BATCH_MESSAGES_MAX) {
       const next = peer.queue[count];
-      if (next.message.type === "installSnapshot" || bytes + next.bytes > PEER_BATCH_BYTES_MAX) {
+      if (next.message.type === "installSnapshot" || bytes + next.bytes > bytesMax) {
         break;
       }
       bytes += next.bytes;

@@ -50,6 +50,11 @@ export const PEER_SNAPSHOT_RESTARTS_MAX = 2;
  * answer goes empty (the peer's request slot is held meanwhile) and the messages take a request.
  */
 export const PEER_REPLY_WAIT_MS = 20;
+/**
+ * Estimated bytes in one answer (more waits for a request of its own): acknowledgements are
+ * small, and the sender's HTTP client keeps a connection's buffer as large as its largest answer.
+ */
+export const PEER_ANSWER_BYTES_MAX = 256 * 1024;
 /** The request header by which a sender accepts messages in the answer. */
 export const REPLY_HEADER = "X-Raft-Reply";
 /** Characters of a peer's error answer kept for the log. */
@@ -89,7 +94,8 @@ export interface PeerStats {
 }
 
 type Outcome =
-  | { kind: "delivered" }
+  /** `replies`: the answer's body, our peer's messages for us (a 200 to /raft/messages). */
+  | { kind: "delivered"; replies?: Uint8Array }
   | { kind: "rejected"; status: number; answer: string }
   | { kind: "failed"; reason: string; status?: number };
 
@@ -188,18 +194,29 @@ export class PeerTransport implements Transport {
    * The messages to put in the answer to a request from `from`: our next ones for that peer,
    * or none after `waitMs` (at once for a peer we have no pipe to, or once closing).
    */
-  replyTo(from: NodeId, waitMs = PEER_REPLY_WAIT_MS): Promise<Message[]> {
+  replyTo(
+    from: NodeId,
+    options: { waitMs?: number; signal?: AbortSignal } = {},
+  ): Promise<Message[]> {
     const peer = this.#peers.get(from);
-    if (this.#closed || peer === undefined) return Promise.resolve([]);
+    if (this.#closed || peer === undefined || options.signal?.aborted) return Promise.resolve([]);
     return new Promise((resolve) => {
-      const responder: Responder = {
-        resolve,
-        timer: setTimeout(() => {
-          const at = peer.responders.indexOf(responder);
-          if (at >= 0) peer.responders.splice(at, 1);
-          resolve([]);
-        }, waitMs),
+      // Gone (timed out, or the request's connection closed): nothing more goes in this answer.
+      const drop = () => {
+        clearTimeout(responder.timer);
+        options.signal?.removeEventListener("abort", drop);
+        const at = peer.responders.indexOf(responder);
+        if (at >= 0) peer.responders.splice(at, 1);
+        resolve([]);
       };
+      const responder: Responder = {
+        resolve: (messages) => {
+          options.signal?.removeEventListener("abort", drop);
+          resolve(messages);
+        },
+        timer: setTimeout(drop, options.waitMs ?? PEER_REPLY_WAIT_MS),
+      };
+      options.signal?.addEventListener("abort", drop, { once: true });
       peer.responders.push(responder);
       if (peer.queue.length > 0) this.#schedulePump(peer);
     });
@@ -280,9 +297,13 @@ export class PeerTransport implements Transport {
       // that it is up. One message per waiting answer keeps each with the request it answers.
       if (peer.responders.length > 0 && peer.queue[0].message.type !== "installSnapshot") {
         const responder = peer.responders.shift()!;
-        const batch = peer.responders.length > 0 ? takeOne(peer) : takeBatch(peer);
+        const batch = peer.responders.length > 0
+          ? takeOne(peer)
+          : takeBatch(peer, PEER_ANSWER_BYTES_MAX);
         clearTimeout(responder.timer);
         peer.sent += batch.length;
+        // The peer reached us: if our own requests to it had failed, it is back.
+        this.#onAnswer(peer);
         responder.resolve(batch);
         continue;
       }
@@ -326,7 +347,11 @@ export class PeerTransport implements Transport {
       case "delivered":
         peer.sent += batch.length;
         peer.lastRejectedStatus = 0;
-        return this.#onAnswer(peer);
+        this.#onAnswer(peer);
+        // Outside #post's error handling: a failure here is not the network's (an assertion
+        // must still stop the node, see #pump).
+        if (outcome.replies !== undefined) this.#received(outcome.replies);
+        return;
       case "rejected":
         this.#onAnswer(peer);
         peer.dropped += batch.length;
@@ -420,12 +445,14 @@ export class PeerTransport implements Transport {
       const signal = AbortSignal.any([this.#closing.signal, AbortSignal.timeout(timeoutMs)]);
       const init = { method: "POST", headers: this.#headers(), body, signal };
       const response = await this.#fetch(url, init);
-      if (response.status === 200) this.#received(await response.bytes());
+      if (response.status === 200) {
+        return { kind: "delivered", replies: await response.bytes() } as const;
+      }
       return await readOutcome(response);
     }
     const { origin, head } = this.#head(url);
     const answer = await this.#http.post(origin, head, body, timeoutMs);
-    if (answer.status === 200) this.#received(answer.body);
+    if (answer.status === 200) return { kind: "delivered", replies: answer.body } as const;
     return outcomeOf(answer.status, () => decoder.decode(answer.body));
   }
 

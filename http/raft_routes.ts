@@ -46,7 +46,7 @@ export interface RaftRoutesDeps {
   /** A sender's URL from its X-Raft-From-Url header, for peers our membership does not name. */
   learnPeer?: (id: NodeId, url: string) => void;
   /** Our next messages for `from`, to answer its request with (PeerTransport.replyTo). */
-  replyTo?: (from: NodeId) => Promise<Message[]>;
+  replyTo?: (from: NodeId, signal: AbortSignal) => Promise<Message[]>;
   /** Expires idle snapshot transfers; timers unless given (tests pass a manual clock). */
   clock?: Pick<Clock, "now" | "after">;
   /** Default RAFT_SNAPSHOT_IDLE_MS. */
@@ -113,7 +113,7 @@ export function raftMessagesHandler(deps: RaftRoutesDeps): (request: Request) =>
     ) {
       return answer;
     }
-    const replies = await deps.replyTo(from);
+    const replies = await deps.replyTo(from, request.signal);
     if (replies.length === 0) return answer;
     return new Response(encodeMessages(replies), { status: 200, headers: MSGPACK_HEADERS });
   };

@@ -171,7 +171,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       clusterId,
       logger,
       learnPeer: (peer: NodeId, url: string) => transport.learnPeer(peer, url),
-      replyTo: (peer: NodeId) => transport.replyTo(peer),
+      replyTo: (peer: NodeId, signal: AbortSignal) => transport.replyTo(peer, { signal }),
     };
     stepReplies = (messages) => stepMessages(raftDeps, messages);
     const app = createApp({

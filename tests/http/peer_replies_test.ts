@@ -58,7 +58,7 @@ class PeerNode {
         logger,
         replyTo: options.replies === false
           ? undefined
-          : (from) => this.transport.replyTo(from, options.replyWaitMs),
+          : (from, signal) => this.transport.replyTo(from, { waitMs: options.replyWaitMs, signal }),
       }),
     );
     this.#server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (request) => {
@@ -148,8 +148,8 @@ Deno.test("a peer that holds no answers gets requests both ways", async () => {
 Deno.test("waiting answers take one message each, in order, the last one the rest", async () => {
   const transport = new PeerTransport({ selfId: "n2", clusterId: CLUSTER, logger: quiet });
   transport.setPeers(new Map([["n1", "http://127.0.0.1:1"]]));
-  const first = transport.replyTo("n1", 10_000);
-  const second = transport.replyTo("n1", 10_000);
+  const first = transport.replyTo("n1", { waitMs: 10_000 });
+  const second = transport.replyTo("n1", { waitMs: 10_000 });
   transport.send([1, 2, 3].map((round) => heartbeatResponse("n2", "n1", round)));
   const rounds = async (answer: Promise<Message[]>) =>
     (await answer).map((message) => "readRound" in message && message.readRound);
@@ -162,14 +162,14 @@ Deno.test("waiting answers take one message each, in order, the last one the res
 Deno.test("close() and a removed peer release waiting answers at once, empty", async () => {
   const transport = new PeerTransport({ selfId: "n2", clusterId: CLUSTER, logger: quiet });
   transport.setPeers(new Map([["n1", "http://127.0.0.1:1"], ["n3", "http://127.0.0.1:2"]]));
-  const removed = transport.replyTo("n3", 60_000);
+  const removed = transport.replyTo("n3", { waitMs: 60_000 });
   transport.setPeers(new Map([["n1", "http://127.0.0.1:1"]]));
   assert.deepStrictEqual(await removed, []);
-  assert.deepStrictEqual(await transport.replyTo("n9", 60_000), [], "unknown peer");
-  const open = transport.replyTo("n1", 60_000);
+  assert.deepStrictEqual(await transport.replyTo("n9", { waitMs: 60_000 }), [], "unknown peer");
+  const open = transport.replyTo("n1", { waitMs: 60_000 });
   await transport.close();
   assert.deepStrictEqual(await open, []);
-  assert.deepStrictEqual(await transport.replyTo("n1", 60_000), [], "closed");
+  assert.deepStrictEqual(await transport.replyTo("n1", { waitMs: 60_000 }), [], "closed");
 });
 
 Deno.test("an answer whose messages do not parse is logged and steps nothing", async () => {
@@ -199,4 +199,77 @@ Deno.test("an answer whose messages do not parse is logged and steps nothing", a
   assert.equal(transport.stats()[0].unreachable, false);
   await transport.close();
   await server.shutdown();
+});
+
+Deno.test("a peer that had failed is reachable again once an answer to it carries messages", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const closedPort = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  const transport = new PeerTransport({ selfId: "n2", clusterId: CLUSTER, logger: quiet });
+  transport.setPeers(new Map([["n1", `http://127.0.0.1:${closedPort}`]]));
+  transport.send([heartbeatResponse("n2", "n1", 1)]);
+  await until(() => transport.stats()[0].unreachable, "the failed request");
+  // The peer is back and writes to us: our next message rides in that answer.
+  const answer = transport.replyTo("n1", { waitMs: 60_000 });
+  transport.send([heartbeatResponse("n2", "n1", 2)]);
+  assert.equal((await answer).length, 1);
+  assert.equal(transport.stats()[0].unreachable, false);
+  assert.equal(transport.stats()[0].failures, 0);
+  await transport.close();
+});
+
+Deno.test("an answer whose request went away gets no messages: they wait for a request", async () => {
+  const transport = new PeerTransport({ selfId: "n2", clusterId: CLUSTER, logger: quiet });
+  transport.setPeers(new Map([["n1", "http://127.0.0.1:1"]]));
+  const gone = new AbortController();
+  const answer = transport.replyTo("n1", { waitMs: 60_000, signal: gone.signal });
+  gone.abort();
+  assert.deepStrictEqual(await answer, []);
+  const aborted = new AbortController();
+  aborted.abort();
+  assert.deepStrictEqual(await transport.replyTo("n1", { signal: aborted.signal }), []);
+  await transport.close();
+});
+
+Deno.test("the answer is held only for a request that accepts messages and wants an answer", async () => {
+  const stepped: Message[] = [];
+  let holds = 0;
+  const app = new Hono().route(
+    "/raft",
+    createRaftRoutes({
+      node: { step: (message) => void stepped.push(message) },
+      selfId: "n2",
+      clusterId: CLUSTER,
+      logger: quiet,
+      // Never answers: a request that is held would not come back.
+      replyTo: () => {
+        holds++;
+        return new Promise<Message[]>(() => {});
+      },
+    }),
+  );
+  const post = (messages: Message[], headers: Record<string, string>) =>
+    app.request("/raft/messages", {
+      method: "POST",
+      headers: { "Content-Type": "application/msgpack", ...headers },
+      body: encodeMessages(messages),
+    });
+  const withoutHeader = await post([heartbeat("n1", "n2", 1)], {});
+  assert.equal(withoutHeader.status, 204);
+  const onlyResponses = await post([heartbeatResponse("n1", "n2", 1)], { [REPLY_HEADER]: "1" });
+  assert.equal(onlyResponses.status, 204);
+  assert.equal(holds, 0);
+  assert.equal(stepped.length, 2);
+});
+
+Deno.test("an answer waits for the node's messages before it goes out empty", async () => {
+  const [a, b] = await pair({ replyWaitMs: 300 });
+  const startMs = performance.now();
+  a.transport.send([heartbeat("n1", "n2", 1)]);
+  await until(() => b.stepped.length === 1, "the heartbeat");
+  await until(() => a.transport.stats()[0].inflightRequests === 0, "the empty answer");
+  // A lower bound only: a timer never fires early, however loaded the machine.
+  assert.ok(performance.now() - startMs >= 290, "the answer did not wait");
+  await a.stop();
+  await b.stop();
 });
