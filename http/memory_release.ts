@@ -14,6 +14,8 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import type { Logger, NodeCounters } from "../raft/mod.ts";
 
+/** How often a node with a large state gives freed malloc memory back between snapshots. */
+export const MEMORY_TRIM_INTERVAL_MS = 10_000;
 /** How often the snapshot counters are looked at. */
 export const MEMORY_RELEASE_CHECK_MS = 1_000;
 /**
@@ -63,6 +65,8 @@ export interface MemoryReleaseOptions {
   /** Injected for tests; default mallocTrim(). */
   trim?: () => void;
   checkMs?: number;
+  /** Default MEMORY_TRIM_INTERVAL_MS. */
+  trimIntervalMs?: number;
   /** Default MEMORY_RELEASE_SNAPSHOT_BYTES_MIN. */
   snapshotBytesMin?: number;
 }
@@ -76,10 +80,12 @@ export function releaseSnapshotMemory(options: MemoryReleaseOptions): () => void
   const fullGc = options.collect ?? fullCollection();
   if (fullGc === undefined) return () => {};
   const trim = "trim" in options ? options.trim : mallocTrim();
+  let sinceTrimMs = 0;
   const collect = () => {
     const startMs = performance.now();
     fullGc();
     trim?.();
+    sinceTrimMs = 0;
     const pauseMs = Math.round(performance.now() - startMs);
     options.logger.info("memory released after a snapshot", { pauseMs });
   };
@@ -92,11 +98,22 @@ export function releaseSnapshotMemory(options: MemoryReleaseOptions): () => void
       (options.snapshotBytesMin ?? MEMORY_RELEASE_SNAPSHOT_BYTES_MIN);
   let seen = snapshots();
   if (large()) collect();
+  const checkMs = options.checkMs ?? MEMORY_RELEASE_CHECK_MS;
   const timer = setInterval(() => {
+    sinceTrimMs += checkMs;
     const now = snapshots();
-    if (now === seen) return;
-    seen = now;
-    if (large()) collect();
-  }, options.checkMs ?? MEMORY_RELEASE_CHECK_MS);
+    if (now !== seen) {
+      seen = now;
+      if (large()) return collect();
+    }
+    // What requests and writes freed since, given back now and then: glibc would keep it.
+    if (
+      trim !== undefined && sinceTrimMs >= (options.trimIntervalMs ?? MEMORY_TRIM_INTERVAL_MS) &&
+      large()
+    ) {
+      sinceTrimMs = 0;
+      trim();
+    }
+  }, checkMs);
   return () => clearInterval(timer);
 }

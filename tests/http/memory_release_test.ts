@@ -79,3 +79,25 @@ Deno.test("mallocTrim() is glibc's on Linux and absent elsewhere", () => {
   assert(trim !== undefined, "glibc's malloc_trim under -A");
   trim();
 });
+
+Deno.test("releaseSnapshotMemory() gives malloc memory back now and then, with a large state only", async () => {
+  let counters = countersWith(1, 0, 0);
+  let trims = 0;
+  const stop = releaseSnapshotMemory({
+    counters: () => counters,
+    logger: noopLogger,
+    collect: () => {},
+    trim: () => trims++,
+    checkMs: 5,
+    trimIntervalMs: 20,
+    snapshotBytesMin: 100,
+  });
+  try {
+    await sleep(100);
+    assert.equal(trims, 0, "a small state is left alone");
+    counters = countersWith(1, 0, 100);
+    await until(() => trims >= 2, "two trims between snapshots");
+  } finally {
+    stop();
+  }
+});
