@@ -121,7 +121,9 @@ Deno.test({
     assert.equal(report.nodes.filter((node) => node.role === "leader").length, 1);
     for (const node of report.nodes) {
       assert.equal(node.keys, 300);
-      assert(node.loadPeakRssMb > 0 && node.loadHwmMb >= node.loadPeakRssMb);
+      // Not HWM >= peak: the kernel raises VmHWM only at some events and reads RSS from
+      // per-CPU counters, so a sampled VmRSS can exceed a VmHWM read later (seen once in CI).
+      assert(node.loadPeakRssMb > 0 && node.loadHwmMb > 0);
       assert(node.rssAfterLoadMb > 0);
     }
     assert(report.restart.servingMs > 0);
