@@ -295,7 +295,12 @@ export class PeerTransport implements Transport {
     while (!this.#closed && this.#peers.get(peer.id) === peer && peer.queue.length > 0) {
       // The peer is waiting on an answer of ours: that is the cheapest way there, and proof
       // that it is up. One message per waiting answer keeps each with the request it answers.
-      if (peer.responders.length > 0 && peer.queue[0].message.type !== "installSnapshot") {
+      // A snapshot, or a message over the answer limit (a catch-up batch), takes a request.
+      const head = peer.queue[0];
+      if (
+        peer.responders.length > 0 && head.message.type !== "installSnapshot" &&
+        head.bytes <= PEER_ANSWER_BYTES_MAX
+      ) {
         const responder = peer.responders.shift()!;
         const batch = peer.responders.length > 0
           ? takeOne(peer)

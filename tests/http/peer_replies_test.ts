@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { Hono } from "hono";
-import { PeerTransport, REPLY_HEADER } from "../../http/peer_transport.ts";
+import { PEER_ANSWER_BYTES_MAX, PeerTransport, REPLY_HEADER } from "../../http/peer_transport.ts";
 import { createRaftRoutes } from "../../http/raft_routes.ts";
 import type { Logger } from "../../raft/logger.ts";
 import type { Message } from "../../raft/types.ts";
@@ -272,4 +272,34 @@ Deno.test("an answer waits for the node's messages before it goes out empty", as
   assert.ok(performance.now() - startMs >= 290, "the answer did not wait");
   await a.stop();
   await b.stop();
+});
+
+Deno.test("a message over the answer limit takes a request, and the answer stays for the next", async () => {
+  const transport = new PeerTransport({ selfId: "n2", clusterId: CLUSTER, logger: quiet });
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const closedPort = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  transport.setPeers(new Map([["n1", `http://127.0.0.1:${closedPort}`]]));
+  const answer = transport.replyTo("n1", { waitMs: 60_000 });
+  const big: Message = {
+    type: "appendEntries",
+    from: "n2",
+    to: "n1",
+    term: 2,
+    prevLogIndex: 0,
+    prevLogTerm: 0,
+    leaderCommit: 0,
+    entries: [{
+      type: "command",
+      index: 1,
+      term: 2,
+      data: new Uint8Array(PEER_ANSWER_BYTES_MAX + 1),
+    }],
+  };
+  transport.send([big]);
+  await until(() => transport.stats()[0].failures > 0, "the request for the big message");
+  transport.send([heartbeatResponse("n2", "n1", 7)]);
+  const carried = await answer;
+  assert.deepStrictEqual(carried.map((message) => message.type), ["heartbeatResponse"]);
+  await transport.close();
 });
