@@ -53,6 +53,10 @@ export function nodeMetrics(registry: Metrics, sources: NodeMetricsSources): Nod
       "Entries this node proposed as leader, by outcome (committed or failed)",
     ),
     turns: registry.counter("raftkv_ready_turns_total", "Turns of the node's loop (Readies)"),
+    appendsReplaced: registry.counter(
+      "raftkv_empty_appends_replaced_total",
+      "AppendEntries without entries (commit notices) that a later one to the same peer replaced",
+    ),
     snapshots: registry.counter("raftkv_snapshots_total", "Snapshots taken or installed, by kind"),
     snapshotBytes: registry.gauge("raftkv_snapshot_bytes", "Size of the latest snapshot"),
     snapshotSeconds: registry.gauge(
@@ -90,6 +94,7 @@ export function nodeMetrics(registry: Metrics, sources: NodeMetricsSources): Nod
       m.proposals.setTotal({ result: "committed" }, counters.proposalsCommitted);
       m.proposals.setTotal({ result: "failed" }, counters.proposalsFailed);
       m.turns.setTotal({}, counters.readyTurns);
+      m.appendsReplaced.setTotal({}, counters.emptyAppendsReplaced);
       m.snapshots.setTotal({ kind: "taken" }, counters.snapshotsTaken);
       m.snapshots.setTotal({ kind: "installed" }, counters.snapshotsInstalled);
       m.snapshotBytes.set({}, counters.lastSnapshotBytes);

@@ -1,3 +1,4 @@
+import { EMPTY_APPEND_HOLD_MS, EmptyAppendHold } from "./append_hold.ts";
 import { RaftCore } from "./core.ts";
 import {
   MembershipError,
@@ -45,6 +46,7 @@ export class RaftNode implements RaftNodeApi {
     snapshotsInstalled: 0,
     lastSnapshotBytes: 0,
     lastSnapshotMs: 0,
+    emptyAppendsReplaced: 0,
   };
   #options: RaftNodeOptions;
   #core: RaftCore;
@@ -69,12 +71,18 @@ export class RaftNode implements RaftNodeApi {
   /** What the state machine has applied: ahead of the core's count within a turn. */
   #applied: Index = 0;
   #peersKey: string | undefined;
+  #appendHold: EmptyAppendHold;
 
   private constructor(options: RaftNodeOptions, core: RaftCore) {
     this.#options = options;
     this.#core = core;
     this.id = core.id;
     this.#logger = options.config.logger;
+    this.#appendHold = new EmptyAppendHold(
+      options.clock,
+      options.emptyAppendHoldMs ?? EMPTY_APPEND_HOLD_MS,
+      (messages) => options.transport.send(messages),
+    );
   }
 
   /** Loads the persisted state, restores the state machine from the snapshot, and starts. */
@@ -157,7 +165,11 @@ export class RaftNode implements RaftNodeApi {
   }
 
   counters(): Readonly<NodeCounters> {
-    return { ...this.#counters, electionsStarted: this.#core.electionsStarted };
+    return {
+      ...this.#counters,
+      electionsStarted: this.#core.electionsStarted,
+      emptyAppendsReplaced: this.#appendHold.replaced,
+    };
   }
 
   appliedIndex(): Index {
@@ -261,6 +273,7 @@ export class RaftNode implements RaftNodeApi {
     this.#stopTicks();
     this.#wakeLoop?.();
     await this.#loopDone;
+    this.#appendHold.close();
     this.#failWaiters(new StoppedError());
   }
 
@@ -305,7 +318,7 @@ export class RaftNode implements RaftNodeApi {
     if (ready.snapshot !== undefined || ready.committedEntries.some((e) => e.type === "config")) {
       this.#updatePeers();
     }
-    const { storage, transport } = this.#options;
+    const { storage } = this.#options;
     if (ready.snapshot !== undefined) {
       await storage.saveSnapshot(ready.snapshot, { discardLog: true });
       this.#options.stateMachine.restore(ready.snapshot.data);
@@ -337,7 +350,7 @@ export class RaftNode implements RaftNodeApi {
       this.#counters.persistMsTotal += durationMs;
       this.#options.onPersisted?.(durationMs, ready.entries.length);
     }
-    transport.send(ready.messages);
+    this.#send(ready.messages);
     this.#apply(applyLater);
     this.#core.advance(ready);
     this.#onSoftState(ready);
@@ -403,7 +416,7 @@ export class RaftNode implements RaftNodeApi {
       if (message.type === "installSnapshot") this.#sendSnapshot(message);
       else plain.push(message);
     }
-    if (plain.length > 0) this.#options.transport.send(plain);
+    if (plain.length > 0) this.#appendHold.send(plain);
   }
 
   /** The core leaves snapshot data out of its messages; attach the stored snapshot's bytes. */

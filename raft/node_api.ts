@@ -75,6 +75,8 @@ export interface RaftNodeOptions {
   clock: Clock;
   /** Milliseconds per tick: the core's tick counts convert to time with it. */
   tickMs: number;
+  /** How long an AppendEntries without entries may wait for a fuller one (0: never). */
+  emptyAppendHoldMs?: number;
   /** Take a snapshot once this many entries were applied since the last one. */
   snapshotEntries: number;
   /** ...or once this many bytes of entries were applied since the last one. */
@@ -98,4 +100,6 @@ export interface NodeCounters {
   snapshotsInstalled: number;
   lastSnapshotBytes: number;
   lastSnapshotMs: number;
+  /** AppendEntries without entries that a later one to the same peer replaced (append_hold). */
+  emptyAppendsReplaced: number;
 }

@@ -174,6 +174,7 @@ export class FakeNode implements RaftNodeApi {
       snapshotsInstalled: 0,
       lastSnapshotBytes: 0,
       lastSnapshotMs: 0,
+      emptyAppendsReplaced: 0,
     };
   }
 

@@ -110,3 +110,34 @@ Deno.test("a proposal pending when its node stops has an unknown outcome, not a 
     LoopbackTransport.nodes.clear();
   }
 });
+
+Deno.test("followers learn a commit from a held notice within its hold, or from the next append", async () => {
+  const clock = new ManualClock();
+  const nodes = await startCluster(["a", "b", "c"], clock);
+  try {
+    await advance(clock, 500);
+    const leader = nodes.find((node) => node.status().role === "leader")!;
+    const followers = nodes.filter((node) => node !== leader);
+    const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
+    // Ticks come every 10 ms and carry the commit index too: stay between two of them.
+    const { index } = await leader.propose(new Uint8Array([3]), { timeoutMs: 1_000 });
+    await settle();
+    assert(followers.every((node) => node.appliedIndex() < index), "the notice is held");
+    clock.advance(2);
+    await settle();
+    assert(followers.every((node) => node.appliedIndex() >= index), "the notice left after 2 ms");
+
+    const replacedBefore = leader.counters().emptyAppendsReplaced;
+    const first = await leader.propose(new Uint8Array([4]), { timeoutMs: 1_000 });
+    const second = await leader.propose(new Uint8Array([5]), { timeoutMs: 1_000 });
+    assert.equal(leader.counters().emptyAppendsReplaced, replacedBefore + 2, "one per follower");
+    await settle();
+    assert(followers.every((node) => node.appliedIndex() >= first.index), "carried by the append");
+    clock.advance(2);
+    await settle();
+    assert(followers.every((node) => node.appliedIndex() >= second.index));
+  } finally {
+    for (const node of nodes) await node.stop();
+    LoopbackTransport.nodes.clear();
+  }
+});
