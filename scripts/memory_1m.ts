@@ -23,7 +23,9 @@ export interface MemoryOptions {
   valueBytes: number;
   connections: number;
   sampleMs: number;
-  /** Seconds to wait after the load (and after the restart) before the "after" samples. */
+  /** Seconds to wait after the load (and after the restart) before the "after" samples: long
+   * enough for a snapshot begun by the load's last writes to finish and its memory to be given
+   * back (a sample in the middle of one shows the transient peak, reported on its own). */
   settleSeconds: number;
   /** Flags for `deno run` before main.ts, e.g. "--v8-flags=--max-old-space-size=256". */
   denoFlags: string[];
@@ -98,7 +100,7 @@ export function parseMemoryArgs(args: string[]): MemoryOptions | "help" {
         "value-bytes": { type: "string", default: "100" },
         connections: { type: "string", default: "64" },
         "sample-ms": { type: "string", default: "500" },
-        "settle-seconds": { type: "string", default: "5" },
+        "settle-seconds": { type: "string", default: "20" },
         "deno-flags": { type: "string", default: "" },
         json: { type: "boolean" },
         help: { type: "boolean", short: "h" },
