@@ -163,7 +163,11 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       onPersisted: (durationMs, entries) => observed.observePersist(durationMs, entries),
     });
     counters = () => node.counters();
-    const stopReleasing = releaseSnapshotMemory({ counters, logger });
+    const stopReleasing = releaseSnapshotMemory({
+      counters,
+      logger,
+      isLeader: () => node.status().role === "leader",
+    });
     reportUnreachable = (peer) => node.reportUnreachable(peer);
     const raftDeps = {
       node,

@@ -101,3 +101,40 @@ Deno.test("releaseSnapshotMemory() gives malloc memory back now and then, with a
     stop();
   }
 });
+
+Deno.test("releaseSnapshotMemory() holds a leader's collection while writes commit, a follower's not", async () => {
+  let leader = true;
+  let writing = true;
+  let committed = 0;
+  let snapshots = 0;
+  let collections = 0;
+  // While `writing`, every look at the counters finds another write committed.
+  const counters = () =>
+    ({
+      ...countersWith(snapshots, 0),
+      proposalsCommitted: writing ? ++committed : committed,
+    }) as NodeCounters;
+  const stop = releaseSnapshotMemory({
+    counters,
+    logger: noopLogger,
+    collect: () => collections++,
+    trim: undefined,
+    checkMs: 5,
+    snapshotBytesMin: 100,
+    isLeader: () => leader,
+  });
+  try {
+    assert.equal(collections, 1, "the collection at start");
+    snapshots = 1;
+    await sleep(60);
+    assert.equal(collections, 1, "no collection while the leader is busy");
+    writing = false;
+    await until(() => collections === 2, "the leader's collection once writes stop");
+    leader = false;
+    writing = true;
+    snapshots = 2;
+    await until(() => collections === 3, "a follower's collection, writes or not");
+  } finally {
+    stop();
+  }
+});
