@@ -367,17 +367,21 @@ async function measure(options: MemoryOptions, dir: string, nodes: Node[]): Prom
     const statuses = await Promise.all(urls.map(status));
     return urls.find((_, i) => statuses[i]?.role === "leader");
   });
-  const sampler = setInterval(() => {
+  const sample = () => {
     for (const node of nodes) {
       node.peakRssMb = Math.max(node.peakRssMb, readProcMemory(node.child.pid)?.rssMb ?? 0);
     }
-  }, options.sampleMs);
+  };
+  // Sampled at the start and the end as well: a short load may fit between two samples.
+  sample();
+  const sampler = setInterval(sample, options.sampleMs);
   const startMs = performance.now();
   let seed;
   try {
     seed = (await runBench(loadOptions(options, leaderUrl), [leaderUrl])).seed;
   } finally {
     clearInterval(sampler);
+    sample();
   }
   const loadSeconds = Math.round(performance.now() - startMs) / 1000;
   const hwm = nodes.map((node) => readProcMemory(node.child.pid)?.hwmMb ?? 0);

@@ -14,7 +14,7 @@ Deno.test("parseMemoryArgs() gives the issue's settings by default", () => {
     valueBytes: 100,
     connections: 64,
     sampleMs: 500,
-    settleSeconds: 5,
+    settleSeconds: 20,
     denoFlags: [],
     extraArgs: [],
     json: false,
