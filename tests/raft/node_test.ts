@@ -141,3 +141,46 @@ Deno.test("followers learn a commit from a held notice within its hold, or from 
     LoopbackTransport.nodes.clear();
   }
 });
+
+Deno.test("late timers do not stretch the election timeout: ticks follow the clock", async () => {
+  const manual = new ManualClock();
+  // Every timer fires half a period late, as on a busy event loop.
+  const late = {
+    now: () => manual.now(),
+    every: (ms: number, onTick: () => void) => manual.every(ms * 1.5, onTick),
+    after: (ms: number, callback: () => void) => manual.after(ms, callback),
+  };
+  const members: Member[] = ["a", "b", "c"].map((id) => ({ id, url: `http://${id}`, voter: true }));
+  const { entries, hardState } = bootstrapState(members);
+  const storage = new MemoryStorage();
+  storage.appendSync(entries, hardState);
+  const node = await RaftNode.start({
+    // b and c never answer: the node campaigns after exactly 10 ticks of 10 ms.
+    config: validateRaftConfig({
+      id: "a",
+      prng: new XorShiftPrng(1),
+      electionTimeoutTicks: 10,
+      electionJitterTicks: 1,
+    }),
+    storage,
+    transport: new LoopbackTransport(),
+    stateMachine: new CountingMachine(),
+    clock: late,
+    tickMs: 10,
+    snapshotEntries: 1_000_000,
+    snapshotBytes: 1e12,
+  });
+  try {
+    let campaignedAtMs: number | undefined;
+    for (let ms = 0; ms < 300 && campaignedAtMs === undefined; ms++) {
+      manual.advance(1);
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      if (node.status().role !== "follower") campaignedAtMs = manual.now();
+    }
+    assert(campaignedAtMs !== undefined, "the node campaigned");
+    // Counting one tick per (late) firing would have taken 10 firings of 15 ms: 150 ms.
+    assert(campaignedAtMs >= 100 && campaignedAtMs <= 120, `campaigned at ${campaignedAtMs} ms`);
+  } finally {
+    await node.stop();
+  }
+});
