@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { RaftConfig } from "./config.ts";
 import { MembershipError, NotLeaderError, ProposalDroppedError } from "./errors.ts";
 import { type FollowerHost, onAppendEntries, onHeartbeat, onInstallSnapshot } from "./follower.ts";
-import { grantsVote, ignoresInLease, leaderOf } from "./election.ts";
+import { asksAgainAfterRefusing, grantsVote, ignoresInLease, leaderOf } from "./election.ts";
 import { Leader, type LeaderMessage, type PeerProgress } from "./leader.ts";
 import {
   READS_PENDING_MAX,
@@ -330,8 +330,7 @@ export class RaftCore {
 
   #onStaleTerm(message: Message): void {
     if (message.type === "appendEntries" || message.type === "heartbeat") {
-      // Tell a stale leader about the newer term so it steps down (it may be cut off and
-      // unable to learn it otherwise once Pre-Vote keeps terms from rising).
+      // Tell a stale leader of the newer term: with Pre-Vote it may not learn it otherwise.
       this.#send({
         type: "appendEntriesResponse",
         to: message.from,
@@ -419,25 +418,27 @@ export class RaftCore {
   }
 
   #onVote(message: MessageOf<"vote">): void {
-    const granted = grantsVote({
+    const voter = {
+      ...this.#config,
+      role: this.#role,
       term: this.#term,
       vote: this.#vote,
       leaderId: this.#leaderId,
       lastLogIndex: this.#log.lastIndex(),
       lastLogTerm: this.#log.lastTerm(),
-    }, message);
+      electionElapsed: this.#electionElapsed,
+    };
+    const granted = grantsVote(voter, message);
     if (granted && !message.pre) {
       this.#vote = message.from;
       this.#electionElapsed = 0;
     }
     // A granted pre-vote answers in the term it was asked for, so the candidate counts it.
-    this.#send({
-      type: "voteResponse",
-      to: message.from,
-      term: granted && message.pre ? message.term : this.#term,
-      pre: message.pre,
-      granted,
-    });
+    const term = granted && message.pre ? message.term : this.#term;
+    this.#send({ type: "voteResponse", to: message.from, term, pre: message.pre, granted });
+    if (!granted && asksAgainAfterRefusing(voter, message) && this.#promotable()) {
+      this.#campaign("pre", false);
+    }
   }
 
   #onVoteResponse(message: MessageOf<"voteResponse">): void {
@@ -491,8 +492,7 @@ export class RaftCore {
       term: this.#term,
       lastIndex: this.#log.lastIndex(),
     });
-    // A no-op of its own term lets the leader commit what earlier terms left (§5.4.2, §8),
-    // and no membership change may start before it commits (the thesis errata).
+    // A no-op of its own term commits what earlier terms left (§5.4.2, §8); changes wait for it.
     this.#leader.pendingConfIndex = this.#leader.append({ type: "noop", index: 0, term: 0 });
   }
 
@@ -562,10 +562,7 @@ export class RaftCore {
     this.#outbox.push({ message, needsIndex });
   }
 
-  /**
-   * The log lost its entries from `index` on: an answer still waiting to promise them would
-   * now promise entries this node no longer holds, to a leader that may count them.
-   */
+  /** The log lost entries from `index` on: answers still waiting must not promise them. */
   #dropAnswersFrom(index: Index): void {
     this.#outbox = this.#outbox.filter((outgoing) => outgoing.needsIndex < index);
   }
