@@ -104,6 +104,11 @@ export class SafetyChecker {
   #acked = new Map<NodeId, { term: Term; index: Index }>();
   /** Last entry of each node's log while it leads: a leader only appends (Figure 3). */
   #leaderTail = new Map<NodeId, { term: Term; index: Index; key: string }>();
+  /**
+   * Per leader, for one change at a time: how far its log has been scanned, and the entry the
+   * next membership change must wait on (its term's no-op, then its latest change).
+   */
+  #changeWait = new Map<NodeId, { term: Term; scanned: Index; waitsOn: Index }>();
   /** The highest term each node has sent a (non-pre-vote) message in: a restart resumes at least there. */
   #sentTerm = new Map<NodeId, Term>();
   #ackedMax: Index = 0;
@@ -154,6 +159,7 @@ export class SafetyChecker {
         this.fail(id, `two leaders in term ${term}: "${leader}" and "${id}"`);
       }
       this.#checkLeaderAppendOnly(id, core);
+      this.#checkOneChangeAtATime(id, core);
       if (core.commitIndex > (this.#commitByTerm.get(term) ?? 0)) {
         this.#commitByTerm.set(term, core.commitIndex);
       }
@@ -180,6 +186,7 @@ export class SafetyChecker {
   onRestart(id: NodeId, core: CoreView, persisted: HardState): void {
     this.#memory.delete(id);
     this.#leaderTail.delete(id);
+    this.#changeWait.delete(id);
     // The core starts from what it finds on disk, so compare with what the node showed the
     // world before the crash: it has sent messages in this term.
     const sentTerm = this.#sentTerm.get(id) ?? 0;
@@ -476,6 +483,36 @@ export class SafetyChecker {
         );
       }
     }
+  }
+
+  /**
+   * A leader appends a membership change only once its term's no-op and its previous change
+   * are committed (thesis §4.1, and the fix of §4.1.1's single-server bug). Checked against the
+   * commit index when the change is seen, which can only be later than when it was made.
+   */
+  #checkOneChangeAtATime(id: NodeId, core: CoreView): void {
+    const term = core.term;
+    const last = core.lastIndex();
+    let wait = this.#changeWait.get(id);
+    if (wait === undefined || wait.term !== term) {
+      // This term's entries start with its no-op: everything from there is new to the scan.
+      let first = last;
+      while (first > core.snapshotIndex() && core.entry(first - 1)?.term === term) first--;
+      wait = { term, scanned: first, waitsOn: first };
+      this.#changeWait.set(id, wait);
+    }
+    for (let index = wait.scanned + 1; index <= last; index++) {
+      if (core.entry(index)?.type !== "config") continue;
+      if (wait.waitsOn > core.commitIndex) {
+        this.fail(
+          id,
+          `leader of term ${term} appended a membership change at ${index} while entry ` +
+            `${wait.waitsOn} (a change or its term's no-op) is uncommitted (commit ${core.commitIndex})`,
+        );
+      }
+      wait.waitsOn = index;
+    }
+    wait.scanned = Math.max(wait.scanned, last);
   }
 
   #checkLeaderAppendOnly(id: NodeId, core: CoreView): void {

@@ -106,3 +106,55 @@ Deno.test("SafetyChecker.onSend rejects a vote request before the candidate's ow
   node.storage.appendSync([], { term: 2, vote: "n1", commit: 0 });
   checker().onSend(node, voteRequest(false));
 });
+
+/** A leader "n1" of term 2 whose log is `log` and whose commit index is `commitIndex`. */
+function leaderCore(log: Entry[], commitIndex: number): CoreView {
+  return {
+    role: "leader",
+    term: 2,
+    commitIndex,
+    appliedIndex: commitIndex,
+    lastIndex: () => log.at(-1)?.index ?? 0,
+    snapshotIndex: () => 0,
+    entry: (index) => log.find((entry) => entry.index === index),
+  };
+}
+
+function addLearner(index: number, id: string): Entry {
+  return {
+    type: "config",
+    index,
+    term: 2,
+    change: { type: "addLearner", id, url: `http://${id}` },
+  };
+}
+
+Deno.test("SafetyChecker.observe rejects a second membership change while the first is uncommitted", () => {
+  const log = [noop(1, 2), addLearner(2, "n4"), addLearner(3, "n5")];
+  assertViolation(
+    () => checker().observe("n1", leaderCore(log, 1)),
+    "leader of term 2 appended a membership change at 3 while entry 2 (a change or its term's " +
+      "no-op) is uncommitted (commit 1)",
+  );
+});
+
+Deno.test("SafetyChecker.observe rejects a membership change before the term's no-op commits", () => {
+  const log = [noop(1, 1), noop(2, 2), addLearner(3, "n4")];
+  assertViolation(
+    () => checker().observe("n1", leaderCore(log, 1)),
+    "leader of term 2 appended a membership change at 3 while entry 2 (a change or its term's " +
+      "no-op) is uncommitted (commit 1)",
+  );
+});
+
+Deno.test("SafetyChecker.observe accepts changes that each wait for the one before", () => {
+  const check = checker();
+  const log = [noop(1, 2)];
+  check.observe("n1", leaderCore(log, 1));
+  log.push(addLearner(2, "n4"));
+  check.observe("n1", leaderCore(log, 1));
+  log.push(noop(3, 2));
+  check.observe("n1", leaderCore(log, 2));
+  log.push(addLearner(4, "n5"));
+  check.observe("n1", leaderCore(log, 3));
+});
