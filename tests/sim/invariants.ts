@@ -223,8 +223,10 @@ export class SafetyChecker {
           `(stored ${persisted.term})`,
       );
     }
-    if (message.type === "vote" && (persisted.term !== message.term || persisted.vote !== id)) {
-      // A candidate that forgets its own vote may vote again in that term after a restart.
+    if (message.type === "vote" && persisted.term === message.term && persisted.vote !== id) {
+      // A candidate that forgets its own vote may vote again in that term after a restart. A
+      // later stored term covers it: the node can neither vote nor win in that term again (a
+      // candidate that moved on in the same step still sends the requests it had queued).
       this.fail(
         id,
         `asked for votes in term ${message.term} before persisting its own vote ` +

@@ -107,6 +107,19 @@ Deno.test("SafetyChecker.onSend rejects a vote request before the candidate's ow
   checker().onSend(node, voteRequest(false));
 });
 
+Deno.test("SafetyChecker.onSend accepts a queued vote request once a later term is stored", () => {
+  // A candidate that moved on to term 3 (voting for another) in the same step as its campaign
+  // in term 2 sends the requests it had queued: it can never vote or win in term 2 again.
+  const node = sender([], []);
+  node.storage.appendSync([], { term: 3, vote: "n3", commit: 0 });
+  checker().onSend(node, voteRequest(false));
+  node.storage.appendSync([], { term: 1, vote: null, commit: 0 });
+  assertViolation(
+    () => checker().onSend(node, voteRequest(false)),
+    "sent vote in term 2 before persisting it (stored 1)",
+  );
+});
+
 /** A leader "n1" of term 2 whose log is `log` and whose commit index is `commitIndex`. */
 function leaderCore(log: Entry[], commitIndex: number): CoreView {
   return {
