@@ -53,6 +53,7 @@ export class NodeProcess {
   #child: Deno.ChildProcess | undefined;
   #output = "";
   #exit: Promise<Deno.CommandStatus> | undefined;
+  #exitedSinceStart = false;
 
   constructor(spec: NodeSpec) {
     this.spec = spec;
@@ -87,7 +88,17 @@ export class NodeProcess {
     }).spawn();
     this.#collect(this.#child.stdout);
     this.#collect(this.#child.stderr);
-    this.#exit = this.#child.status;
+    this.#exitedSinceStart = false;
+    const exit = this.#child.status;
+    this.#exit = exit;
+    exit.then(() => {
+      if (this.#exit === exit) this.#exitedSinceStart = true;
+    });
+  }
+
+  /** True once the process started last has exited (by itself or stopped), until a restart. */
+  get exitedSinceStart(): boolean {
+    return this.#exitedSinceStart;
   }
 
   async #collect(stream: ReadableStream<Uint8Array>): Promise<void> {
@@ -136,6 +147,59 @@ export class NodeProcess {
   }
 }
 
+/** Cluster starts tried on fresh ports when a node finds its port taken. */
+export const CLUSTER_START_ATTEMPTS = 3;
+
+/**
+ * Waits until every node answers /status. A node that exits first failed to start: "portTaken"
+ * when its port was bound by someone else in the meantime (freePort() only saw it free a moment
+ * ago), so the caller can start again on fresh ports; any other exit throws.
+ */
+export async function waitServing(
+  nodes: NodeProcess[],
+  timeoutMs = 30_000,
+): Promise<"serving" | "portTaken"> {
+  return await waitFor("every node to serve", async () => {
+    for (const node of nodes) {
+      if (!node.exitedSinceStart) continue;
+      if (/address in use/i.test(node.output)) return "portTaken";
+      throw new Error(`node ${node.url} exited while starting:\n${node.output.slice(-2000)}`);
+    }
+    const answers = await Promise.all(nodes.map((node) => node.status().catch(() => undefined)));
+    return answers.every((answer) => answer !== undefined) ? "serving" : undefined;
+  }, { timeoutMs });
+}
+
+/**
+ * Starts a cluster built by `build` on fresh ports, again (up to CLUSTER_START_ATTEMPTS times)
+ * when a node lost its port to another process; `ready` then waits for what the test needs.
+ * Whatever fails is destroyed.
+ */
+export async function startOnFreshPorts<
+  C extends { nodes: NodeProcess[]; destroy(): Promise<void> },
+>(
+  build: () => Promise<C>,
+  ready: (cluster: C) => Promise<unknown>,
+): Promise<C> {
+  for (let attempt = 1;; attempt++) {
+    const cluster = await build();
+    try {
+      for (const node of cluster.nodes) node.start();
+      if (await waitServing(cluster.nodes) === "serving") {
+        await ready(cluster);
+        return cluster;
+      }
+      if (attempt === CLUSTER_START_ATTEMPTS) {
+        throw new Error(`A node's port was taken in each of ${attempt} starts`);
+      }
+    } catch (error) {
+      await cluster.destroy();
+      throw error;
+    }
+    await cluster.destroy();
+  }
+}
+
 /** A cluster of raftkv processes on free loopback ports, in one temporary directory. */
 export class Cluster {
   readonly nodes: NodeProcess[];
@@ -147,26 +211,20 @@ export class Cluster {
   }
 
   /** Starts `size` nodes with the same --peers list and waits for a leader. */
-  static async start(size: number, options: { extraArgs?: string[] } = {}): Promise<Cluster> {
-    const root = await Deno.makeTempDir({ prefix: "raftkv-e2e-" });
-    const ports = Array.from({ length: size }, () => freePort());
-    const peers = ports.map((port) => `http://127.0.0.1:${port}`).join(",");
-    const nodes = ports.map((port, i) =>
-      new NodeProcess({
-        port,
-        dir: `${root}/node${i + 1}`,
-        args: ["--peers", peers, ...(options.extraArgs ?? [])],
-      })
-    );
-    const cluster = new Cluster(root, nodes);
-    try {
-      for (const node of nodes) node.start();
-      await cluster.leader();
-    } catch (error) {
-      await cluster.destroy();
-      throw error;
-    }
-    return cluster;
+  static start(size: number, options: { extraArgs?: string[] } = {}): Promise<Cluster> {
+    return startOnFreshPorts(async () => {
+      const root = await Deno.makeTempDir({ prefix: "raftkv-e2e-" });
+      const ports = Array.from({ length: size }, () => freePort());
+      const peers = ports.map((port) => `http://127.0.0.1:${port}`).join(",");
+      const nodes = ports.map((port, i) =>
+        new NodeProcess({
+          port,
+          dir: `${root}/node${i + 1}`,
+          args: ["--peers", peers, ...(options.extraArgs ?? [])],
+        })
+      );
+      return new Cluster(root, nodes);
+    }, (cluster) => cluster.leader());
   }
 
   /** The node that every running node agrees leads, once there is one. */

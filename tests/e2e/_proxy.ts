@@ -5,7 +5,7 @@
  * its own POST and read nothing from the answer, so a one-way cut is a true one-way partition.
  */
 
-import { freePort, NodeProcess, waitFor } from "./_harness.ts";
+import { freePort, NodeProcess, startOnFreshPorts, waitFor } from "./_harness.ts";
 
 /** How a cut link treats connections opened while it is cut. */
 export type CutMode =
@@ -229,30 +229,30 @@ export class ProxiedCluster {
   }
 
   /** Starts `size` nodes and waits for a leader; cleans up if that fails. */
-  static async start(
+  static start(
     size: number,
     options: { extraArgs?: string[]; leaderTimeoutMs?: number } = {},
   ): Promise<ProxiedCluster> {
-    const root = await Deno.makeTempDir({ prefix: "raftkv-e2e-partition-" });
-    const ports = Array.from({ length: size }, () => freePort());
-    const ids = ports.map((_, i) => `n${i + 1}`);
-    const mesh = new ProxyMesh(ports);
-    const nodes = ports.map((port, i) =>
-      new NodeProcess({
-        port,
-        dir: `${root}/${ids[i]}`,
-        args: ["--id", ids[i], "--peers", mesh.peersFor(i, ids, ports), ...options.extraArgs ?? []],
-      })
-    );
-    const cluster = new ProxiedCluster(root, ids, mesh, nodes);
-    try {
-      for (const node of nodes) node.start();
-      await cluster.leader({ timeoutMs: options.leaderTimeoutMs ?? 30_000 });
-    } catch (error) {
-      await cluster.destroy();
-      throw error;
-    }
-    return cluster;
+    return startOnFreshPorts(async () => {
+      const root = await Deno.makeTempDir({ prefix: "raftkv-e2e-partition-" });
+      const ports = Array.from({ length: size }, () => freePort());
+      const ids = ports.map((_, i) => `n${i + 1}`);
+      const mesh = new ProxyMesh(ports);
+      const nodes = ports.map((port, i) =>
+        new NodeProcess({
+          port,
+          dir: `${root}/${ids[i]}`,
+          args: [
+            "--id",
+            ids[i],
+            "--peers",
+            mesh.peersFor(i, ids, ports),
+            ...options.extraArgs ?? [],
+          ],
+        })
+      );
+      return new ProxiedCluster(root, ids, mesh, nodes);
+    }, (cluster) => cluster.leader({ timeoutMs: options.leaderTimeoutMs ?? 30_000 }));
   }
 
   /** A running node among `among` (default all) that reports itself leader. */
