@@ -1,10 +1,11 @@
 /**
- * Gives back, at once, the memory a snapshot leaves behind. A snapshot is one image of the whole
- * state (about 94 MiB at a million keys): built and stored on every node now and then, read back
- * and decoded when a node restarts. Once used, the image is garbage, but V8 frees an
- * ArrayBuffer only in a full collection, and with a few hundred MiB of live heap the next one
- * may come minutes later: meanwhile RSS holds one or two dead images (measured: 115 MiB of
- * external memory on a follower 5 s after its restart, 208 MiB on a leader 40 s after a load).
+ * Gives back, at once, the memory a snapshot leaves behind. A snapshot is an image of the whole
+ * state (about 94 MiB at a million keys): written on every node now and then, in pieces of a
+ * few hundred KiB, and read back whole and decoded when a node restarts or installs one. Once
+ * used, the pieces or the image are garbage, but V8 frees an ArrayBuffer only in a full
+ * collection, and with a few hundred MiB of live heap the next one may come minutes later:
+ * meanwhile RSS holds the dead bytes (measured with whole images: 115 MiB of external memory
+ * on a follower 5 s after its restart, 208 MiB on a leader 40 s after a load).
  * So after each of those events the node asks V8 for one full collection. Its pause (tens to a
  * few hundred ms with a million keys) comes once per snapshot, not per request. Then, on Linux
  * with glibc, malloc_trim: glibc keeps what was freed in its per-thread arenas (tens of MiB

@@ -262,7 +262,14 @@ function decodeRecord(value: unknown, what: string): Record<string, unknown> {
 
 /** 32-bit FNV-1a: cheap, and enough to notice a torn or altered snapshot. */
 export function fnv1a(bytes: Uint8Array): number {
-  let hash = 0x811c9dc5;
+  return fnv1aUpdate(FNV1A_START, bytes);
+}
+
+/** The FNV-1a hash of no bytes, where a hash built piece by piece with fnv1aUpdate starts. */
+export const FNV1A_START = 0x811c9dc5;
+
+/** The FNV-1a hash of the bytes hashed into `hash`, followed by `bytes`. */
+export function fnv1aUpdate(hash: number, bytes: Uint8Array): number {
   for (let i = 0; i < bytes.length; i++) {
     hash ^= bytes[i];
     hash = Math.imul(hash, 0x01000193);

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import type { Entry, HardState, PersistedState, RaftStorage, Snapshot } from "../raft/mod.ts";
+import type {
+  Entry,
+  HardState,
+  PersistedState,
+  RaftStorage,
+  Snapshot,
+  SnapshotMetadata,
+  SnapshotReader,
+} from "../raft/mod.ts";
 import { StorageError } from "../raft/mod.ts";
 import {
   corruptEntry,
@@ -9,8 +17,9 @@ import {
   encodeMeta,
   encodeRun,
   fnv1a,
+  FNV1A_START,
+  fnv1aUpdate,
   joinChunks,
-  keyBytes,
   LOG_PREFIX,
   logKey,
   type Meta,
@@ -22,14 +31,13 @@ import {
   type SnapshotRef,
   splitChunks,
 } from "./_storage_records.ts";
+import { CommitBatch, Serial } from "./_commit_batch.ts";
 import { errorMessage, isIndex } from "./_validate.ts";
 import {
   CHUNK_BYTES,
   CLEANUP_MUTATIONS_PER_COMMIT,
   DENO_KV_COMMIT_BYTES_MAX,
-  DENO_KV_MUTATIONS_MAX,
   DENO_KV_READ_ENTRIES_MAX,
-  DENO_KV_VALUE_BYTES_MAX,
   LAZY_DELETES_PER_APPEND,
   SNAPSHOT_CHUNKS_PER_COMMIT,
 } from "./limits.ts";
@@ -110,8 +118,23 @@ export class DenoKvStorage implements RaftStorage {
     return this.#writes.run(() => this.#append(entries, hardState));
   }
 
-  saveSnapshot(snapshot: Snapshot, options: { discardLog: boolean }): Promise<void> {
-    return this.#snapshots.run(() => this.#saveSnapshot(snapshot, options.discardLog));
+  async saveSnapshot(snapshot: Snapshot, options: { discardLog: boolean }): Promise<void> {
+    let data: Uint8Array | undefined = snapshot.data;
+    const whole: SnapshotReader = {
+      next: () => {
+        const piece = data;
+        data = undefined;
+        return piece;
+      },
+      close: () => data = undefined,
+    };
+    await this.#snapshots.run(() =>
+      this.#saveSnapshot(snapshot.metadata, whole, options.discardLog)
+    );
+  }
+
+  saveSnapshotFrom(metadata: SnapshotMetadata, reader: SnapshotReader): Promise<number> {
+    return this.#snapshots.run(() => this.#saveSnapshot(metadata, reader, false));
   }
 
   async loadSnapshot(): Promise<Snapshot | undefined> {
@@ -339,34 +362,57 @@ export class DenoKvStorage implements RaftStorage {
     return deleted;
   }
 
-  async #saveSnapshot(snapshot: Snapshot, discardLog: boolean): Promise<void> {
-    this.#assertOpen();
-    const meta = await this.#writes.run(() => this.#loaded());
-    const { index, term, confState } = snapshot.metadata;
-    assert(isIndex(index) && isIndex(term), "snapshot index and term are log indexes");
-    const currentId = meta.snapshot?.id ?? 0;
-    const id = currentId + 1;
-    // Leftovers of a save that crashed before its switch: clear them so they cannot mix in.
-    await this.#deleteSnapRange({ prefix: SNAP_PREFIX, start: snapKey(id, 0) }, "leftover");
-    const chunks = splitChunks(snapshot.data, CHUNK_BYTES);
-    for (let first = 0; first < chunks.length; first += SNAPSHOT_CHUNKS_PER_COMMIT) {
-      const batch = new CommitBatch(this.#kv);
-      const last = Math.min(chunks.length, first + SNAPSHOT_CHUNKS_PER_COMMIT);
-      for (let chunk = first; chunk < last; chunk++) batch.set(snapKey(id, chunk), chunks[chunk]);
-      await batch.commit(`chunks of snapshot ${id}`);
+  /**
+   * Writes the image as it comes from `reader`, a commit of chunks at a time (the loop goes on
+   * between them), then switches the meta record to it in one commit; returns its bytes.
+   */
+  async #saveSnapshot(
+    metadata: SnapshotMetadata,
+    reader: SnapshotReader,
+    discardLog: boolean,
+  ): Promise<number> {
+    try {
+      this.#assertOpen();
+      const meta = await this.#writes.run(() => this.#loaded());
+      const { index, term, confState } = metadata;
+      assert(isIndex(index) && isIndex(term), "snapshot index and term are log indexes");
+      const currentId = meta.snapshot?.id ?? 0;
+      const id = currentId + 1;
+      // Leftovers of a save that crashed before its switch: clear them so they cannot mix in.
+      await this.#deleteSnapRange({ prefix: SNAP_PREFIX, start: snapKey(id, 0) }, "leftover");
+      let chunkCount = 0;
+      let byteLength = 0;
+      let hash = FNV1A_START;
+      let batch = new CommitBatch(this.#kv);
+      let batched = 0;
+      for (let piece = reader.next(); piece !== undefined; piece = reader.next()) {
+        for (const chunk of splitChunks(piece, CHUNK_BYTES)) {
+          batch.set(snapKey(id, chunkCount++), chunk);
+          byteLength += chunk.length;
+          hash = fnv1aUpdate(hash, chunk);
+          if (++batched < SNAPSHOT_CHUNKS_PER_COMMIT) continue;
+          await batch.commit(`chunks of snapshot ${id}`);
+          batch = new CommitBatch(this.#kv);
+          batched = 0;
+        }
+      }
+      if (batched > 0) await batch.commit(`chunks of snapshot ${id}`);
+      const ref: SnapshotRef = {
+        id,
+        index,
+        term,
+        confState: { members: confState.members.map(({ id, url, voter }) => ({ id, url, voter })) },
+        byteLength,
+        chunkCount,
+        hash,
+      };
+      await this.#writes.run(() => this.#switchSnapshot(ref, discardLog));
+      await this.#deleteSnapRange({ prefix: SNAP_PREFIX, end: snapKey(id, 0) }, "old");
+      await this.#deleteStaleLog();
+      return byteLength;
+    } finally {
+      reader.close();
     }
-    const ref: SnapshotRef = {
-      id,
-      index,
-      term,
-      confState: { members: confState.members.map(({ id, url, voter }) => ({ id, url, voter })) },
-      byteLength: snapshot.data.length,
-      chunkCount: chunks.length,
-      hash: fnv1a(snapshot.data),
-    };
-    await this.#writes.run(() => this.#switchSnapshot(ref, discardLog));
-    await this.#deleteSnapRange({ prefix: SNAP_PREFIX, end: snapKey(id, 0) }, "old");
-    await this.#deleteStaleLog();
   }
 
   /** The one commit that makes the new snapshot current. */
@@ -527,62 +573,4 @@ function parseLogKey(key: Deno.KvKey): [number, number] {
     );
   }
   return [index, chunk];
-}
-
-/** One atomic commit, checked against Deno KV's limits before it is sent. */
-class CommitBatch {
-  readonly #atomic: Deno.AtomicOperation;
-  #mutations = 0;
-  #bytes = 0;
-
-  constructor(kv: Deno.Kv) {
-    this.#atomic = kv.atomic();
-  }
-
-  set(key: Deno.KvKey, value: Uint8Array): void {
-    assert(value.byteLength <= DENO_KV_VALUE_BYTES_MAX, "a stored value fits one Deno KV value");
-    this.#atomic.set(key, value);
-    this.#mutations += 1;
-    // Deno 2.9 counts a set's key twice toward the commit limit (measured).
-    this.#bytes += 2 * keyBytes(key) + value.byteLength;
-  }
-
-  delete(key: Deno.KvKey): void {
-    this.#atomic.delete(key);
-    this.#mutations += 1;
-    this.#bytes += keyBytes(key);
-  }
-
-  async commit(what: string): Promise<void> {
-    if (this.#mutations > DENO_KV_MUTATIONS_MAX || this.#bytes > DENO_KV_COMMIT_BYTES_MAX) {
-      throw new StorageError(
-        `Cannot write ${what} in one Deno KV commit: ${this.#mutations} mutations and ` +
-          `${this.#bytes} bytes, the limits are ${DENO_KV_MUTATIONS_MAX} and ${DENO_KV_COMMIT_BYTES_MAX}`,
-      );
-    }
-    let result: Deno.KvCommitResult | Deno.KvCommitError;
-    try {
-      result = await this.#atomic.commit();
-    } catch (error) {
-      throw new StorageError(`Cannot write ${what} to Deno KV: ${errorMessage(error)}`, {
-        cause: error,
-      });
-    }
-    if (!result.ok) throw new StorageError(`Cannot write ${what} to Deno KV: the commit failed`);
-  }
-}
-
-/** Runs async functions one at a time, in call order. */
-class Serial {
-  #tail: Promise<unknown> = Promise.resolve();
-
-  run<T>(fn: () => Promise<T>): Promise<T> {
-    const result = this.#tail.then(fn);
-    this.#tail = result.catch(() => undefined);
-    return result;
-  }
-
-  idle(): Promise<void> {
-    return this.#tail.then(() => undefined);
-  }
 }

@@ -10,7 +10,8 @@
  */
 import assert from "node:assert/strict";
 import { decodeMulti, Encoder } from "@msgpack/msgpack";
-import { KeyValueTable } from "./_key_value_table.ts";
+import type { SnapshotReader } from "../raft/mod.ts";
+import { KeyValueTable, type TableCursor } from "./_key_value_table.ts";
 import {
   errorMessage,
   fitsUtf8,
@@ -66,6 +67,61 @@ export function encodeSnapshot(content: SnapshotContent): Uint8Array {
   offset += requests.length;
   assert.equal(offset, image.length, "the snapshot image fills the size computed for it");
   return image;
+}
+
+/**
+ * The image of a table being read through `cursor`, in pieces (see SnapshotReader): the header,
+ * one piece per chunk, then the request table. That one is encoded at once: it is small (a
+ * request id per write at most, REQUEST_IDS_MAX in all) and changes with the writes that carry
+ * an id. The pieces joined decode as encodeSnapshot's image does, the keys in slot order.
+ */
+export function snapshotReader(content: {
+  appliedIndex: number;
+  cursor: TableCursor;
+  requests: Map<string, ApplyResult>;
+}): SnapshotReader {
+  const { cursor } = content;
+  const encoder = new Encoder();
+  const entries = cursor.size;
+  const header = encoder.encode({
+    format: SNAPSHOT_FORMAT,
+    appliedIndex: content.appliedIndex,
+    entries,
+    chunks: Math.ceil(entries / ENTRIES_PER_CHUNK),
+  });
+  let requests: Uint8Array | undefined = encoder.encode([...content.requests]);
+  let stage: "header" | "table" | "requests" | "done" = "header";
+  const chunk: (string | number)[] = [];
+  const add = (key: string, value: string, index: number) => chunk.push(key, value, index);
+  const close = () => {
+    stage = "done";
+    requests = undefined;
+    cursor.close();
+  };
+  return {
+    next() {
+      if (stage === "header") {
+        stage = "table";
+        return header;
+      }
+      if (stage === "table") {
+        const more = cursor.next(ENTRIES_PER_CHUNK, add);
+        if (!more) stage = "requests";
+        if (chunk.length > 0) {
+          const bytes = encoder.encode(chunk);
+          chunk.length = 0;
+          return bytes;
+        }
+      }
+      if (stage === "requests") {
+        const bytes = requests;
+        close();
+        return bytes;
+      }
+      return undefined;
+    },
+    close,
+  };
 }
 
 /**

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import type { StateMachine } from "../raft/mod.ts";
+import type { SnapshotReader, StateMachine } from "../raft/mod.ts";
 import { type Command, decodeCommand } from "./command.ts";
 import { KeyValueTable } from "./_key_value_table.ts";
-import { decodeSnapshot, encodeSnapshot } from "./snapshot_codec.ts";
+import { decodeSnapshot, encodeSnapshot, snapshotReader } from "./snapshot_codec.ts";
 import { REQUEST_IDS_MAX } from "./limits.ts";
 
 /**
@@ -80,6 +80,15 @@ export class KvStateMachine implements StateMachine {
     return encodeSnapshot({
       appliedIndex: this.#appliedIndex,
       table: this.#table,
+      requests: this.#requests,
+    });
+  }
+
+  /** The same image in pieces, as the state is now, read out while entries go on applying. */
+  snapshotReader(): SnapshotReader {
+    return snapshotReader({
+      appliedIndex: this.#appliedIndex,
+      cursor: this.#table.cursor(),
       requests: this.#requests,
     });
   }

@@ -4,7 +4,7 @@ export { assertNever } from "./types.ts";
 export type { PersistedState, RaftStorage } from "./storage.ts";
 export { MemoryStorage } from "./storage.ts";
 export type { Transport } from "./transport.ts";
-export type { StateMachine } from "./state_machine.ts";
+export type { SnapshotReader, StateMachine } from "./state_machine.ts";
 export type { Clock, Prng } from "./clock.ts";
 export { ManualClock, XorShiftPrng } from "./clock.ts";
 export type { LogFields, Logger, LogLevel } from "./logger.ts";

@@ -12,6 +12,7 @@ import {
 } from "./errors.ts";
 import { INPUTS_QUEUED_MAX, PROPOSALS_QUEUED_MAX } from "./limits.ts";
 import type { Logger } from "./logger.ts";
+import { saveLocalSnapshot } from "./storage.ts";
 import { AppliedWaiters, deferred, expireMap, type Waiter } from "./node_driver.ts";
 import type {
   NodeCounters,
@@ -466,16 +467,15 @@ export class RaftNode implements RaftNodeApi {
     this.#snapshotting = true;
     const startMs = this.#options.clock.now();
     const metadata = this.#core.snapshotMetadataAt(index);
-    const data = this.#options.stateMachine.snapshot();
     this.#bytesSinceSnapshot = 0;
-    this.#options.storage.saveSnapshot({ metadata, data }, { discardLog: false }).then(
-      () => {
+    saveLocalSnapshot(this.#options.stateMachine, this.#options.storage, metadata).then(
+      (byteLength) => {
         this.#input(() => this.#core.compact(index));
         this.#snapshotting = false;
         this.#counters.snapshotsTaken++;
-        this.#counters.lastSnapshotBytes = data.byteLength;
+        this.#counters.lastSnapshotBytes = byteLength;
         this.#counters.lastSnapshotMs = this.#options.clock.now() - startMs;
-        this.#logger.info("snapshot taken", { id: this.id, index, bytes: data.byteLength });
+        this.#logger.info("snapshot taken", { id: this.id, index, bytes: byteLength });
         waiter?.resolve(index);
       },
       (error: Error) => {

@@ -1,3 +1,4 @@
+import type { SnapshotReader, StateMachine } from "./state_machine.ts";
 import type { Entry, HardState, Index, Snapshot, SnapshotMetadata } from "./types.ts";
 
 /** What a node finds on its disk when it starts. */
@@ -26,9 +27,33 @@ export interface RaftStorage {
    * index are dropped either way. A crash leaves the old or the new snapshot, never a mix.
    */
   saveSnapshot(snapshot: Snapshot, options: { discardLog: boolean }): Promise<void>;
+  /**
+   * Optional: saves a snapshot taken locally (saveSnapshot without discardLog) whose image
+   * comes piece by piece from `reader`, which it closes; resolves with the image's bytes.
+   */
+  saveSnapshotFrom?(metadata: SnapshotMetadata, reader: SnapshotReader): Promise<number>;
   /** The latest snapshot with its data, if any. */
   loadSnapshot(): Promise<Snapshot | undefined>;
   close(): Promise<void>;
+}
+
+/**
+ * Stores the state machine's state as it is now, as the snapshot at `metadata`; resolves with
+ * the image's bytes. Read out piece by piece when both sides can, so that no whole image of a
+ * large state is held and the loop does not stop while it is encoded: entries apply meanwhile.
+ */
+export function saveLocalSnapshot(
+  stateMachine: StateMachine,
+  storage: RaftStorage,
+  metadata: SnapshotMetadata,
+): Promise<number> {
+  if (stateMachine.snapshotReader !== undefined && storage.saveSnapshotFrom !== undefined) {
+    return storage.saveSnapshotFrom(metadata, stateMachine.snapshotReader());
+  }
+  const data = stateMachine.snapshot();
+  return storage.saveSnapshot({ metadata, data }, { discardLog: false }).then(() =>
+    data.byteLength
+  );
 }
 
 const EMPTY_HARD_STATE: HardState = { term: 0, vote: null, commit: 0 };
@@ -81,6 +106,25 @@ export class MemoryStorage implements RaftStorage {
     const keep = options.discardLog ? [] : this.entries.slice(snapshot.metadata.index - offset);
     this.entries = keep.filter((entry) => entry.index > snapshot.metadata.index);
     this.snapshot = snapshot;
+  }
+
+  saveSnapshotFrom(metadata: SnapshotMetadata, reader: SnapshotReader): Promise<number> {
+    const pieces: Uint8Array[] = [];
+    try {
+      for (let piece = reader.next(); piece !== undefined; piece = reader.next()) {
+        pieces.push(piece);
+      }
+    } finally {
+      reader.close();
+    }
+    const data = new Uint8Array(pieces.reduce((total, piece) => total + piece.byteLength, 0));
+    let offset = 0;
+    for (const piece of pieces) {
+      data.set(piece, offset);
+      offset += piece.byteLength;
+    }
+    this.saveSnapshotSync({ metadata, data }, { discardLog: false });
+    return Promise.resolve(data.byteLength);
   }
 
   loadSnapshot(): Promise<Snapshot | undefined> {

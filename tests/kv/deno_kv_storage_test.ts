@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import type { Entry, HardState, Snapshot } from "../../raft/mod.ts";
+import type { Entry, HardState, Snapshot, SnapshotReader } from "../../raft/mod.ts";
 import { StorageError } from "../../raft/mod.ts";
 import { DenoKvStorage } from "../../kv/mod.ts";
+import { joinChunks } from "../../kv/_storage_records.ts";
 import { command, commands, patternBytes, storedKeys, withTempDir } from "./_helpers.ts";
 
 const HARD_STATE: HardState = { term: 3, vote: "n2", commit: 2 };
@@ -298,6 +299,66 @@ Deno.test("DenoKvStorage goes on appending while a large snapshot is being saved
     assert.equal(state.snapshot?.index, 8);
     assert.deepEqual(state.entries, commands(9, 30, 1));
     assert.deepEqual((await storage.loadSnapshot())?.data, data);
+  });
+});
+
+/** A reader over `pieces` that counts the pieces taken and records whether it was closed. */
+function piecesReader(pieces: Uint8Array[], options: { failAt?: number } = {}) {
+  const state = { taken: 0, closed: false };
+  const reader: SnapshotReader = {
+    next: () => {
+      if (state.taken === options.failAt) throw new Error("the state machine failed");
+      return pieces[state.taken++];
+    },
+    close: () => state.closed = true,
+  };
+  return { reader, state };
+}
+
+Deno.test("DenoKvStorage saveSnapshotFrom() stores the pieces as one image while appends go on", async () => {
+  await withStorage(async (storage, path) => {
+    await storage.load();
+    await storage.append(commands(1, 10, 1), HARD_STATE);
+    // Pieces smaller and larger than a chunk, and an empty one.
+    const pieces = [7, 200_000, 0, 61_440, 1, 1_500_000].map((n, i) => patternBytes(n, i));
+    const { reader, state } = piecesReader(pieces);
+    const saving = storage.saveSnapshotFrom(snapshotAt(6, 1, new Uint8Array()).metadata, reader);
+    // Appends go on between the commits of chunks.
+    for (let index = 11; index <= 20; index++) {
+      await storage.append([command(index, 1)], undefined);
+    }
+    const image = joinChunks(pieces);
+    assert.equal(await saving, image.length);
+    assert.equal(state.closed, true);
+    assert.deepEqual(await storage.loadSnapshot(), snapshotAt(6, 1, image));
+    const loaded = await storage.load();
+    assert.equal(loaded.snapshot?.index, 6);
+    assert.deepEqual(loaded.entries, commands(7, 20, 1));
+    assert.equal(
+      (await storedKeys(path, ["snap"])).length,
+      33,
+      "each piece in chunks of CHUNK_BYTES",
+    );
+  });
+});
+
+Deno.test("DenoKvStorage saveSnapshotFrom() keeps the old snapshot when the reader fails", async () => {
+  await withStorage(async (storage, path) => {
+    await storage.load();
+    await storage.append(commands(1, 10, 1), HARD_STATE);
+    const old = patternBytes(100_000, 9);
+    await storage.saveSnapshot(snapshotAt(3, 1, old), { discardLog: false });
+    const pieces = [patternBytes(900_000, 1), patternBytes(900_000, 2), patternBytes(10, 3)];
+    const { reader, state } = piecesReader(pieces, { failAt: 2 });
+    await assert.rejects(
+      storage.saveSnapshotFrom(snapshotAt(8, 1, new Uint8Array()).metadata, reader),
+      /the state machine failed/,
+    );
+    assert.equal(state.closed, true);
+    assert.deepEqual(await storage.loadSnapshot(), snapshotAt(3, 1, old));
+    // The next save clears the chunks the failed one left behind.
+    await storage.saveSnapshot(snapshotAt(8, 1, patternBytes(10, 4)), { discardLog: false });
+    assert.deepEqual(await storedKeys(path, ["snap"]), ["snap/2/0"]);
   });
 });
 

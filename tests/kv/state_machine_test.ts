@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
 import { type Command, encodeCommand, KvStateMachine } from "../../kv/mod.ts";
+import { decodeSnapshot } from "../../kv/snapshot_codec.ts";
+import { joinChunks } from "../../kv/_storage_records.ts";
+import { XorShiftPrng } from "../../raft/mod.ts";
 
 function bytes(command: Command): Uint8Array {
   return encodeCommand(command);
@@ -142,6 +145,66 @@ Deno.test("KvStateMachine snapshot() and restore() round-trip the map and the re
   const again = bytes({ type: "set", key: "a", value: "1", requestId: "r1" });
   assert.deepEqual(copy.apply(6, again), { type: "set", ok: true, index: 1 });
   assert.equal(copy.get("a"), undefined);
+});
+
+/** A snapshot image as plain data, the keys' order left out: what a restore from it holds. */
+function contentOf(image: Uint8Array) {
+  const { appliedIndex, table, requests } = decodeSnapshot(image);
+  const keys = new Map<string, [string, number]>();
+  table.forEach((key, value, index) => keys.set(key, [value, index]));
+  return { appliedIndex, keys, requests: [...requests] };
+}
+
+Deno.test("KvStateMachine snapshotReader() gives the state as it was when made, while entries apply", () => {
+  const prng = new XorShiftPrng(7);
+  // Few remembered request ids, so that applying between pieces evicts some as well.
+  const sm = new KvStateMachine({ requestIdsMax: 50 });
+  let index = 0;
+  const write = () => {
+    const key = `k${prng.nextInt(0, 12_000)}`;
+    const requestId = prng.next() < 0.3 ? `r${index}` : undefined;
+    index++;
+    const command: Command = prng.next() < 0.3
+      ? { type: "delete", key, requestId }
+      : { type: "set", key, value: `v${index}`.repeat(1 + prng.nextInt(0, 3)), requestId };
+    sm.apply(index, bytes(command));
+  };
+  for (let i = 0; i < 20_000; i++) write();
+  const expected = sm.snapshot();
+  const reader = sm.snapshotReader();
+  const pieces: Uint8Array[] = [];
+  for (let piece = reader.next(); piece !== undefined; piece = reader.next()) {
+    pieces.push(piece);
+    for (let i = 0; i < 500; i++) write();
+  }
+  assert(pieces.length > 3, `a header, several chunks and the request ids: ${pieces.length}`);
+  assert.deepEqual(contentOf(joinChunks(pieces)), contentOf(expected));
+  // The state went on changing, and a new reader sees it as it is now.
+  const now = sm.snapshot();
+  assert.notDeepEqual(contentOf(now), contentOf(expected));
+  const again = sm.snapshotReader();
+  const nowPieces: Uint8Array[] = [];
+  for (let piece = again.next(); piece !== undefined; piece = again.next()) nowPieces.push(piece);
+  assert.deepEqual(contentOf(joinChunks(nowPieces)), contentOf(now));
+  const copy = new KvStateMachine({ requestIdsMax: 50 });
+  copy.restore(joinChunks(nowPieces));
+  assert.equal(copy.keyCount(), sm.keyCount());
+});
+
+Deno.test("KvStateMachine snapshotReader() of an empty state, and one closed early", () => {
+  const sm = new KvStateMachine();
+  const reader = sm.snapshotReader();
+  const pieces: Uint8Array[] = [];
+  for (let piece = reader.next(); piece !== undefined; piece = reader.next()) pieces.push(piece);
+  assert.deepEqual(contentOf(joinChunks(pieces)), contentOf(sm.snapshot()));
+  sm.apply(1, bytes({ type: "set", key: "a", value: "1" }));
+  const early = sm.snapshotReader();
+  assert(early.next() !== undefined);
+  early.close();
+  assert.equal(early.next(), undefined);
+  // Closing let the table go: another reader can start.
+  const later = sm.snapshotReader();
+  later.close();
 });
 
 Deno.test("KvStateMachine restore() rejects a corrupt snapshot and keeps its state", () => {

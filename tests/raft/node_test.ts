@@ -9,6 +9,7 @@ import {
   type NodeId,
   ProposalTimeoutError,
   RaftNode,
+  type SnapshotReader,
   type StateMachine,
   type Transport,
   validateRaftConfig,
@@ -183,4 +184,62 @@ Deno.test("late timers do not stretch the election timeout: ticks follow the clo
   } finally {
     await node.stop();
   }
+});
+
+/** Counts how its image was asked for: whole, or piece by piece (two pieces per call). */
+class PieceMachine extends CountingMachine {
+  wholeImages = 0;
+  readers = 0;
+  override snapshot(): Uint8Array {
+    this.wholeImages++;
+    return new Uint8Array([1, 2, 3]);
+  }
+  snapshotReader(): SnapshotReader {
+    this.readers++;
+    const pieces = [new Uint8Array([1]), new Uint8Array([2, 3])];
+    return { next: () => pieces.shift(), close: () => pieces.splice(0) };
+  }
+}
+
+async function snapshotOnce(storage: MemoryStorage): Promise<PieceMachine> {
+  const stateMachine = new PieceMachine();
+  const { entries, hardState } = bootstrapState([{ id: "a", url: "http://a", voter: true }]);
+  storage.appendSync(entries, hardState);
+  const clock = new ManualClock();
+  const node = await RaftNode.start({
+    config: validateRaftConfig({ id: "a", prng: new XorShiftPrng(1) }),
+    storage,
+    transport: new LoopbackTransport(),
+    stateMachine,
+    clock,
+    tickMs: 10,
+    snapshotEntries: 1_000_000,
+    snapshotBytes: 1e12,
+  });
+  try {
+    await advance(clock, 500);
+    const proposing = node.propose(new Uint8Array([9]), { timeoutMs: 1_000 });
+    await advance(clock, 20);
+    const { index } = await proposing;
+    assert.equal(await node.takeSnapshot(), index);
+    assert.equal(node.status().snapshotBytes, 3);
+  } finally {
+    await node.stop();
+  }
+  return stateMachine;
+}
+
+Deno.test("RaftNode saves a snapshot piece by piece when the state machine and storage can", async () => {
+  const storage = new MemoryStorage();
+  const stateMachine = await snapshotOnce(storage);
+  assert.deepEqual([stateMachine.readers, stateMachine.wholeImages], [1, 0]);
+  assert.deepEqual(storage.snapshot?.data, new Uint8Array([1, 2, 3]));
+});
+
+Deno.test("RaftNode saves a whole snapshot image when the storage takes no pieces", async () => {
+  const storage = new MemoryStorage();
+  Object.defineProperty(storage, "saveSnapshotFrom", { value: undefined });
+  const stateMachine = await snapshotOnce(storage);
+  assert.deepEqual([stateMachine.readers, stateMachine.wholeImages], [0, 1]);
+  assert.deepEqual(storage.snapshot?.data, new Uint8Array([1, 2, 3]));
 });
