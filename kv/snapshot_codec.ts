@@ -4,7 +4,7 @@
  * one buffer. With a million keys, encoding or decoding one giant array of small arrays would
  * double the memory of the map for a moment; chunks keep that overhead small.
  *
- * The image's size is computed exactly before it is written, so it is one buffer of exactly
+ * encodeSnapshot computes the image's size exactly before writing it, so it is one buffer of exactly
  * its length: no slack (an estimate with a 5 % margin held 14 MB too many at a million keys)
  * and no growth by copying (values outside ASCII, up to 3 bytes a character, made it grow).
  */
@@ -75,14 +75,9 @@ export function encodeSnapshot(content: SnapshotContent): Uint8Array {
  * request id per write at most, REQUEST_IDS_MAX in all) and changes with the writes that carry
  * an id. The pieces joined decode as encodeSnapshot's image does, the keys in slot order.
  */
-export function snapshotReader(content: {
-  appliedIndex: number;
-  cursor: TableCursor;
-  requests: Map<string, ApplyResult>;
-}): SnapshotReader {
-  const { cursor } = content;
+export function snapshotReader(content: SnapshotContent): SnapshotReader {
   const encoder = new Encoder();
-  const entries = cursor.size;
+  const entries = content.table.size;
   const header = encoder.encode({
     format: SNAPSHOT_FORMAT,
     appliedIndex: content.appliedIndex,
@@ -90,6 +85,8 @@ export function snapshotReader(content: {
     chunks: Math.ceil(entries / ENTRIES_PER_CHUNK),
   });
   let requests: Uint8Array | undefined = encoder.encode([...content.requests]);
+  // Opened last: nothing above can throw and leave it open.
+  const cursor: TableCursor = content.table.cursor();
   let stage: "header" | "table" | "requests" | "done" = "header";
   const chunk: (string | number)[] = [];
   const add = (key: string, value: string, index: number) => chunk.push(key, value, index);

@@ -88,7 +88,7 @@ export class KvStateMachine implements StateMachine {
   snapshotReader(): SnapshotReader {
     return snapshotReader({
       appliedIndex: this.#appliedIndex,
-      cursor: this.#table.cursor(),
+      table: this.#table,
       requests: this.#requests,
     });
   }

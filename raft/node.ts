@@ -568,6 +568,7 @@ export class RaftNode implements RaftNodeApi {
     this.#logger.error("storage failed; stopping", { id: this.id, error: String(error) });
     this.#stopping = true;
     this.#stopTicks();
+    this.#wakeLoop?.(); // a failed snapshot save comes while the loop waits: let it end
     this.#failWaiters(this.#fatal);
     this.#options.onFatal?.(this.#fatal);
   }

@@ -42,18 +42,18 @@ export interface RaftStorage {
  * the image's bytes. Read out piece by piece when both sides can, so that no whole image of a
  * large state is held and the loop does not stop while it is encoded: entries apply meanwhile.
  */
-export function saveLocalSnapshot(
+export async function saveLocalSnapshot(
   stateMachine: StateMachine,
   storage: RaftStorage,
   metadata: SnapshotMetadata,
 ): Promise<number> {
+  // Async, so that a state machine or storage that throws rejects instead.
   if (stateMachine.snapshotReader !== undefined && storage.saveSnapshotFrom !== undefined) {
-    return storage.saveSnapshotFrom(metadata, stateMachine.snapshotReader());
+    return await storage.saveSnapshotFrom(metadata, stateMachine.snapshotReader());
   }
   const data = stateMachine.snapshot();
-  return storage.saveSnapshot({ metadata, data }, { discardLog: false }).then(() =>
-    data.byteLength
-  );
+  await storage.saveSnapshot({ metadata, data }, { discardLog: false });
+  return data.byteLength;
 }
 
 const EMPTY_HARD_STATE: HardState = { term: 0, vote: null, commit: 0 };

@@ -243,3 +243,40 @@ Deno.test("RaftNode saves a whole snapshot image when the storage takes no piece
   assert.deepEqual([stateMachine.readers, stateMachine.wholeImages], [0, 1]);
   assert.deepEqual(storage.snapshot?.data, new Uint8Array([1, 2, 3]));
 });
+
+Deno.test("RaftNode stops with the error when a snapshot cannot be read out", async () => {
+  class FailingMachine extends CountingMachine {
+    closed = false;
+    snapshotReader(): SnapshotReader {
+      return {
+        next: () => {
+          throw new Error("the image cannot be encoded");
+        },
+        close: () => this.closed = true,
+      };
+    }
+  }
+  const stateMachine = new FailingMachine();
+  const storage = new MemoryStorage();
+  const { entries, hardState } = bootstrapState([{ id: "a", url: "http://a", voter: true }]);
+  storage.appendSync(entries, hardState);
+  const clock = new ManualClock();
+  const node = await RaftNode.start({
+    config: validateRaftConfig({ id: "a", prng: new XorShiftPrng(1) }),
+    storage,
+    transport: new LoopbackTransport(),
+    stateMachine,
+    clock,
+    tickMs: 10,
+    snapshotEntries: 1_000_000,
+    snapshotBytes: 1e12,
+  });
+  try {
+    await advance(clock, 500);
+    await assert.rejects(node.takeSnapshot(), /the image cannot be encoded/);
+    assert.equal(stateMachine.closed, true);
+    assert.match(String(node.fatalError()), /the image cannot be encoded/);
+  } finally {
+    await node.stop();
+  }
+});
