@@ -4,8 +4,8 @@
  * one buffer. With a million keys, encoding or decoding one giant array of small arrays would
  * double the memory of the map for a moment; chunks keep that overhead small.
  *
- * encodeSnapshot computes the image's size exactly before writing it, so it is one buffer of exactly
- * its length: no slack (an estimate with a 5 % margin held 14 MB too many at a million keys)
+ * encodeSnapshot computes the image's size exactly before writing it, so it is one buffer of
+ * exactly its length: no slack (an estimate with a 5 % margin held 14 MB too many at a million keys)
  * and no growth by copying (values outside ASCII, up to 3 bytes a character, made it grow).
  */
 import assert from "node:assert/strict";
@@ -70,8 +70,8 @@ export function encodeSnapshot(content: SnapshotContent): Uint8Array {
 }
 
 /**
- * The image of a table being read through `cursor`, in pieces (see SnapshotReader): the header,
- * one piece per chunk, then the request table. That one is encoded at once: it is small (a
+ * The image of `content` in pieces (see SnapshotReader), read through a cursor on its table: the
+ * header, one piece per chunk, then the request table. That one is encoded at once: it is small (a
  * request id per write at most, REQUEST_IDS_MAX in all) and changes with the writes that carry
  * an id. The pieces joined decode as encodeSnapshot's image does, the keys in slot order.
  */

@@ -108,7 +108,8 @@ export class MemoryStorage implements RaftStorage {
     this.snapshot = snapshot;
   }
 
-  saveSnapshotFrom(metadata: SnapshotMetadata, reader: SnapshotReader): Promise<number> {
+  // deno-lint-ignore require-await
+  async saveSnapshotFrom(metadata: SnapshotMetadata, reader: SnapshotReader): Promise<number> {
     const pieces: Uint8Array[] = [];
     try {
       for (let piece = reader.next(); piece !== undefined; piece = reader.next()) {
@@ -124,7 +125,7 @@ export class MemoryStorage implements RaftStorage {
       offset += piece.byteLength;
     }
     this.saveSnapshotSync({ metadata, data }, { discardLog: false });
-    return Promise.resolve(data.byteLength);
+    return data.byteLength;
   }
 
   loadSnapshot(): Promise<Snapshot | undefined> {

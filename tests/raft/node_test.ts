@@ -201,8 +201,11 @@ class PieceMachine extends CountingMachine {
   }
 }
 
-async function snapshotOnce(storage: MemoryStorage): Promise<PieceMachine> {
-  const stateMachine = new PieceMachine();
+/** A one-node cluster on `storage`, led by its node once `advance` has run the election. */
+async function startSoleNode(
+  stateMachine: StateMachine,
+  storage: MemoryStorage,
+): Promise<{ node: RaftNode; clock: ManualClock }> {
   const { entries, hardState } = bootstrapState([{ id: "a", url: "http://a", voter: true }]);
   storage.appendSync(entries, hardState);
   const clock = new ManualClock();
@@ -216,8 +219,14 @@ async function snapshotOnce(storage: MemoryStorage): Promise<PieceMachine> {
     snapshotEntries: 1_000_000,
     snapshotBytes: 1e12,
   });
+  await advance(clock, 500);
+  return { node, clock };
+}
+
+async function snapshotOnce(storage: MemoryStorage): Promise<PieceMachine> {
+  const stateMachine = new PieceMachine();
+  const { node, clock } = await startSoleNode(stateMachine, storage);
   try {
-    await advance(clock, 500);
     const proposing = node.propose(new Uint8Array([9]), { timeoutMs: 1_000 });
     await advance(clock, 20);
     const { index } = await proposing;
@@ -257,22 +266,8 @@ Deno.test("RaftNode stops with the error when a snapshot cannot be read out", as
     }
   }
   const stateMachine = new FailingMachine();
-  const storage = new MemoryStorage();
-  const { entries, hardState } = bootstrapState([{ id: "a", url: "http://a", voter: true }]);
-  storage.appendSync(entries, hardState);
-  const clock = new ManualClock();
-  const node = await RaftNode.start({
-    config: validateRaftConfig({ id: "a", prng: new XorShiftPrng(1) }),
-    storage,
-    transport: new LoopbackTransport(),
-    stateMachine,
-    clock,
-    tickMs: 10,
-    snapshotEntries: 1_000_000,
-    snapshotBytes: 1e12,
-  });
+  const { node } = await startSoleNode(stateMachine, new MemoryStorage());
   try {
-    await advance(clock, 500);
     await assert.rejects(node.takeSnapshot(), /the image cannot be encoded/);
     assert.equal(stateMachine.closed, true);
     assert.match(String(node.fatalError()), /the image cannot be encoded/);
