@@ -1,3 +1,4 @@
+import { AppendPace, type PacedPeer } from "./append_pace.ts";
 import type { RaftConfig } from "./config.ts";
 import { APPEND_BYTES_MAX, APPEND_ENTRIES_MAX } from "./limits.ts";
 import type { RaftLog } from "./log.ts";
@@ -52,6 +53,7 @@ export class Leader {
   #host: LeaderHost;
   #progress = new Map<NodeId, Progress>();
   #peersToSend = new Set<NodeId>();
+  #pace = new AppendPace();
   #commitChanged = false;
   #heartbeatElapsed = 0;
   #checkQuorumElapsed = 0;
@@ -85,6 +87,7 @@ export class Leader {
 
   removePeer(id: NodeId): void {
     this.#progress.delete(id);
+    this.#pace.forget(id);
     this.#peersToSend.delete(id);
     if (this.transferee === id) this.transferee = null;
   }
@@ -100,7 +103,8 @@ export class Leader {
 
   hasWork(): boolean {
     const readsToStart = this.reads.hasUnassigned() && !this.reads.roundInFlight();
-    return this.#peersToSend.size > 0 || this.#commitChanged || readsToStart ||
+    return this.#peersToSend.size > 0 || this.#commitChanged || this.#pace.hasDue() ||
+      readsToStart ||
       this.readStates.length > 0;
   }
 
@@ -108,6 +112,8 @@ export class Leader {
   tick(): "stepDown" | undefined {
     const config = this.#host.config;
     this.ticks++;
+    const leaderVotes = this.#host.membership().isVoter(this.#host.id);
+    this.#pace.tick(this.#pacedPeers(), leaderVotes, this.#host.log.lastIndex());
     this.#heartbeatElapsed++;
     this.#checkQuorumElapsed++;
     if (this.transferee !== null && ++this.#transferElapsed >= config.electionTimeoutTicks) {
@@ -155,7 +161,16 @@ export class Leader {
   flush(): void {
     this.#maybePromoteLearner();
     const peers = this.#commitChanged ? [...this.#progress.keys()] : [...this.#peersToSend];
-    for (const id of peers) if (id !== this.#host.id) this.#sendAppends(id, this.#commitChanged);
+    const paced = this.#pacedPeers();
+    const leaderVotes = this.#host.membership().isVoter(this.#host.id);
+    this.#pace.keepQuick(paced, leaderVotes, this.#host.log.lastIndex());
+    const sent = new Set<NodeId>();
+    for (const peer of paced) {
+      if (!peers.includes(peer.id) || this.#pace.holds(peer, this.transferee)) continue;
+      this.#sendAppends(peer.id, this.#commitChanged);
+      sent.add(peer.id);
+    }
+    for (const id of this.#pace.takeDue()) if (!sent.has(id)) this.#sendAppends(id, true);
     this.#peersToSend.clear();
     this.#commitChanged = false;
     // One read round in flight at a time: reads that arrive meanwhile share the next one, so
@@ -164,6 +179,16 @@ export class Leader {
       this.#broadcastHeartbeat(this.reads.startRound());
       this.#takeConfirmedReads();
     }
+  }
+
+  /** Every follower this leader replicates to, for the pace. */
+  #pacedPeers(): PacedPeer[] {
+    const membership = this.#host.membership();
+    const peers: PacedPeer[] = [];
+    for (const [id, progress] of this.#progress) {
+      if (id !== this.#host.id) peers.push({ id, voter: membership.isVoter(id), progress });
+    }
+    return peers;
   }
 
   #sendAppends(to: NodeId, sendEmpty: boolean): void {

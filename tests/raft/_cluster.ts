@@ -20,6 +20,8 @@ export class TestCluster {
   nodes = new Map<string, TestNode>();
   /** Messages dropped when `cut` returns true for (from, to). */
   cut: (from: string, to: string) => boolean = () => false;
+  /** Every message delivered, in order. */
+  delivered: Message[] = [];
 
   constructor(ids: string[], seed = 1) {
     const members: Member[] = ids.map((id) => ({ id, url: `http://${id}`, voter: true }));
@@ -73,6 +75,7 @@ export class TestCluster {
       if (inFlight.length === 0 && !busy) return;
       for (const message of inFlight) {
         if (this.cut(message.from, message.to)) continue;
+        this.delivered.push(message);
         this.nodes.get(message.to)?.core.step(message);
       }
     }
