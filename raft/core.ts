@@ -464,7 +464,12 @@ export class RaftCore {
     this.#role = "follower";
     this.#leaderId = leader;
     if (this.#leader !== undefined) {
-      this.#readFailures.push(...this.#leader.reads.failAll());
+      // Reads confirmed since the last Ready fail too: no later Ready of a leader hands them out.
+      const confirmed = this.#leader.readStates.map((read) => read.readId);
+      this.#readFailures.push(
+        ...this.#leader.reads.failAll(),
+        ...confirmed.map((readId) => ({ readId, reason: "notLeader" as const })),
+      );
       this.#leader = undefined;
     }
     this.#resetElectionTimer();
