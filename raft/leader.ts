@@ -112,8 +112,7 @@ export class Leader {
   tick(): "stepDown" | undefined {
     const config = this.#host.config;
     this.ticks++;
-    const leaderVotes = this.#host.membership().isVoter(this.#host.id);
-    this.#pace.tick(this.#pacedPeers(), leaderVotes, this.#host.log.lastIndex());
+    this.#pace.tick(this.#pacedPeers(), this.#leaderVotes(), this.#host.log.lastIndex());
     this.#heartbeatElapsed++;
     this.#checkQuorumElapsed++;
     if (this.transferee !== null && ++this.#transferElapsed >= config.electionTimeoutTicks) {
@@ -162,12 +161,13 @@ export class Leader {
     this.#maybePromoteLearner();
     const peers = this.#commitChanged ? [...this.#progress.keys()] : [...this.#peersToSend];
     const paced = this.#pacedPeers();
-    const leaderVotes = this.#host.membership().isVoter(this.#host.id);
-    this.#pace.keepQuick(paced, leaderVotes, this.#host.log.lastIndex());
+    // Held followers that became quick get what they were held for now.
+    const nowQuick = this.#pace.prepare(paced, this.#leaderVotes(), this.#host.log.lastIndex());
+    const toSend = new Set([...peers, ...nowQuick]);
     const sent = new Set<NodeId>();
     for (const peer of paced) {
-      if (!peers.includes(peer.id) || this.#pace.holds(peer, this.transferee)) continue;
-      this.#sendAppends(peer.id, this.#commitChanged);
+      if (!toSend.has(peer.id) || this.#pace.holdIfPaced(peer, this.transferee)) continue;
+      this.#sendAppends(peer.id, this.#commitChanged || nowQuick.includes(peer.id));
       sent.add(peer.id);
     }
     for (const id of this.#pace.takeDue()) if (!sent.has(id)) this.#sendAppends(id, true);
@@ -179,6 +179,10 @@ export class Leader {
       this.#broadcastHeartbeat(this.reads.startRound());
       this.#takeConfirmedReads();
     }
+  }
+
+  #leaderVotes(): boolean {
+    return this.#host.membership().isVoter(this.#host.id);
   }
 
   /** Every follower this leader replicates to, for the pace. */
@@ -269,6 +273,7 @@ export class Leader {
     }
     const wasPaused = pr.isPaused();
     if (pr.maybeUpdate(message.matchIndex)) {
+      this.#pace.acknowledged(message.from, pr.match);
       if (pr.state === "probe") pr.becomeReplicate();
       else if (pr.state === "snapshot" && pr.match >= pr.pendingSnapshot) pr.becomeProbe();
       this.maybeCommit();
@@ -317,6 +322,8 @@ export class Leader {
   reportUnreachable(id: NodeId): void {
     const pr = this.#progress.get(id);
     if (pr?.state === "replicate") pr.becomeProbe();
+    // The next Ready's flush then replaces it if it was quick.
+    this.#peersToSend.add(id);
   }
 
   /** The leader's own entries became durable up to `index`. */

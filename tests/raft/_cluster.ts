@@ -23,7 +23,12 @@ export class TestCluster {
   /** Every message delivered, in order. */
   delivered: Message[] = [];
 
-  constructor(ids: string[], seed = 1) {
+  /** `ticks` sets the core's timing (default: 10-tick election timeout, 1-tick heartbeat). */
+  constructor(
+    ids: string[],
+    seed = 1,
+    readonly ticks: { electionTimeoutTicks?: number; heartbeatIntervalTicks?: number } = {},
+  ) {
     const members: Member[] = ids.map((id) => ({ id, url: `http://${id}`, voter: true }));
     const { entries, hardState } = bootstrapState(members);
     for (const [offset, id] of ids.entries()) {
@@ -43,6 +48,7 @@ export class TestCluster {
       id,
       prng: new XorShiftPrng(seed * 7919),
       electionTimeoutTicks: 10,
+      ...this.ticks,
     });
     return new RaftCore(config, storage.loadSync());
   }

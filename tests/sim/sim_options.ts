@@ -66,7 +66,9 @@ const PROFILES: Record<Profile, Partial<SimOptions>> = {
  */
 export function optionsForSeed(seed: number, overrides: Partial<SimOptions> = {}): SimOptions {
   const prng = new XorShiftPrng(deriveSeed(seed, 0x5eed));
-  const heartbeatIntervalTicks = pick(prng, [1, 1, 2]);
+  // Production has 10 ticks per heartbeat: some seeds have ticks without one, where the
+  // leader's pace alone sends to paced followers.
+  const heartbeatIntervalTicks = pick(prng, [1, 1, 2, 5]);
   const electionTimeoutTicks = Math.max(2 * heartbeatIntervalTicks + 1, prng.nextInt(5, 15));
   const options: SimOptions = {
     seed,
