@@ -464,12 +464,7 @@ export class RaftCore {
     this.#role = "follower";
     this.#leaderId = leader;
     if (this.#leader !== undefined) {
-      // Reads confirmed since the last Ready fail too: no later Ready of a leader hands them out.
-      const confirmed = this.#leader.readStates.map((read) => read.readId);
-      this.#readFailures.push(
-        ...this.#leader.reads.failAll(),
-        ...confirmed.map((readId) => ({ readId, reason: "notLeader" as const })),
-      );
+      this.#readFailures.push(...this.#leader.failReads());
       this.#leader = undefined;
     }
     this.#resetElectionTimer();

@@ -6,7 +6,16 @@ import type { Membership } from "./membership.ts";
 import { Progress } from "./progress.ts";
 import { committedIndex, tallyVotes } from "./quorum.ts";
 import { ReadIndexQueue } from "./read_index.ts";
-import type { Entry, Index, Message, NodeId, ReadState, SnapshotMetadata, Term } from "./types.ts";
+import type {
+  Entry,
+  Index,
+  Message,
+  NodeId,
+  ReadFailure,
+  ReadState,
+  SnapshotMetadata,
+  Term,
+} from "./types.ts";
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 /** A message as a leader writes it: the core stamps `from` and `term`. */
@@ -296,6 +305,19 @@ export class Leader {
     if (pr.match < this.#host.log.lastIndex()) this.#peersToSend.add(message.from);
     this.reads.ack(message.from, message.readRound);
     this.#takeConfirmedReads();
+  }
+
+  /**
+   * Leadership is lost: every read fails, those confirmed since the last Ready too (no later
+   * Ready of this leader hands them out).
+   */
+  failReads(): ReadFailure[] {
+    const confirmed = this.readStates.map((read) => read.readId);
+    this.readStates = [];
+    return [
+      ...this.reads.failAll(),
+      ...confirmed.map((readId) => ({ readId, reason: "notLeader" as const })),
+    ];
   }
 
   #takeConfirmedReads(): void {
