@@ -26,6 +26,7 @@ import {
   type Message,
   type NodeId,
   type ReadFailure,
+  type ReadState,
   type Ready,
   type Role,
   type Snapshot,
@@ -64,6 +65,7 @@ export class RaftCore {
   #randomizedElectionTimeout = 0;
   #votes = new Map<NodeId, boolean>();
   #outbox: Outgoing[] = [];
+  #readStates: ReadState[] = []; // confirmed reads outlive their leadership (LeaderHost)
   #readFailures: ReadFailure[] = [];
   #snapshotToInstall: Snapshot | undefined;
   #persistedHardState: HardState;
@@ -244,7 +246,8 @@ export class RaftCore {
   hasReady(): boolean {
     const stableIndex = this.#log.stableIndex();
     if (this.#leader?.hasWork()) return true;
-    if (this.#readFailures.length > 0 || this.#snapshotToInstall !== undefined) return true;
+    if (this.#readStates.length > 0 || this.#readFailures.length > 0) return true;
+    if (this.#snapshotToInstall !== undefined) return true;
     if (stableIndex < this.#log.lastIndex()) return true;
     if (this.#outbox.length > 0 && this.#outbox[0].needsIndex <= stableIndex) return true;
     if (this.#appliedIndex < Math.min(this.#commitIndex, stableIndex)) return true;
@@ -284,10 +287,10 @@ export class RaftCore {
       earlyMessages,
       messages,
       committedEntries,
-      readStates: this.#leader?.readStates ?? [],
+      readStates: this.#readStates,
       readFailures: this.#readFailures,
     };
-    if (this.#leader !== undefined) this.#leader.readStates = [];
+    this.#readStates = [];
     this.#snapshotToInstall = undefined;
     this.#readFailures = [];
     this.#readyOutstanding = true;
@@ -464,7 +467,7 @@ export class RaftCore {
     this.#role = "follower";
     this.#leaderId = leader;
     if (this.#leader !== undefined) {
-      this.#readFailures.push(...this.#leader.failReads());
+      this.#readFailures.push(...this.#leader.reads.failAll());
       this.#leader = undefined;
     }
     this.#resetElectionTimer();
@@ -486,6 +489,7 @@ export class RaftCore {
       commitTo: (index) => this.#commitTo(index),
       isLeader: () => this.#role === "leader",
       snapshotMetadataAt: (index) => this.snapshotMetadataAt(index),
+      readsConfirmed: (states) => this.#readStates.push(...states),
     });
     this.#config.logger.info("became leader", {
       id: this.id,

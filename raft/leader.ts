@@ -6,16 +6,7 @@ import type { Membership } from "./membership.ts";
 import { Progress } from "./progress.ts";
 import { committedIndex, tallyVotes } from "./quorum.ts";
 import { ReadIndexQueue } from "./read_index.ts";
-import type {
-  Entry,
-  Index,
-  Message,
-  NodeId,
-  ReadFailure,
-  ReadState,
-  SnapshotMetadata,
-  Term,
-} from "./types.ts";
+import type { Entry, Index, Message, NodeId, ReadState, SnapshotMetadata, Term } from "./types.ts";
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 /** A message as a leader writes it: the core stamps `from` and `term`. */
@@ -44,6 +35,8 @@ export interface LeaderHost {
   commitTo(index: Index): void;
   isLeader(): boolean;
   snapshotMetadataAt(index: Index): SnapshotMetadata;
+  /** Reads a quorum confirmed: they stay valid if this leadership ends before they are handed out. */
+  readsConfirmed(states: ReadState[]): void;
 }
 
 /**
@@ -53,8 +46,6 @@ export interface LeaderHost {
  */
 export class Leader {
   readonly reads = new ReadIndexQueue();
-  /** Reads confirmed since the last Ready. */
-  readStates: ReadState[] = [];
   /** A membership change may be proposed only once this index is committed. */
   pendingConfIndex: Index = 0;
   transferee: NodeId | null = null;
@@ -113,8 +104,7 @@ export class Leader {
   hasWork(): boolean {
     const readsToStart = this.reads.hasUnassigned() && !this.reads.roundInFlight();
     return this.#peersToSend.size > 0 || this.#commitChanged || this.#pace.hasDue() ||
-      readsToStart ||
-      this.readStates.length > 0;
+      readsToStart;
   }
 
   /** Returns "stepDown" when CheckQuorum finds no quorum heard within an election timeout. */
@@ -307,23 +297,9 @@ export class Leader {
     this.#takeConfirmedReads();
   }
 
-  /**
-   * Leadership is lost: every read fails, those confirmed since the last Ready too (no later
-   * Ready of this leader hands them out).
-   */
-  failReads(): ReadFailure[] {
-    const confirmed = this.readStates.map((read) => read.readId);
-    this.readStates = [];
-    return [
-      ...this.reads.failAll(),
-      ...confirmed.map((readId) => ({ readId, reason: "notLeader" as const })),
-    ];
-  }
-
   #takeConfirmedReads(): void {
-    this.readStates.push(
-      ...this.reads.takeConfirmed(this.#host.membership().voters(), this.#host.id),
-    );
+    const confirmed = this.reads.takeConfirmed(this.#host.membership().voters(), this.#host.id);
+    if (confirmed.length > 0) this.#host.readsConfirmed(confirmed);
   }
 
   /**

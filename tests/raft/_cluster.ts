@@ -61,21 +61,25 @@ export class TestCluster {
     return [...this.nodes.values()].find((node) => node.core.role === "leader");
   }
 
+  /** Persists, applies and advances one Ready of `node`; returns its messages, undelivered. */
+  runReady(node: TestNode): Message[] {
+    const ready = node.core.ready();
+    if (ready.snapshot) node.storage.saveSnapshotSync(ready.snapshot, { discardLog: true });
+    node.storage.appendSync(ready.entries, ready.hardState);
+    for (const entry of ready.committedEntries) {
+      if (entry.type === "command") node.applied.push(entry.data);
+    }
+    node.reads.push(...ready.readStates);
+    node.core.advance(ready);
+    return [...ready.earlyMessages, ...ready.messages];
+  }
+
   /** Runs every node's Ready until the network is quiet. */
   settle(roundsMax = 100): void {
     for (let round = 0; round < roundsMax; round++) {
       const inFlight: Message[] = [];
       for (const node of this.nodes.values()) {
-        if (!node.core.hasReady()) continue;
-        const ready = node.core.ready();
-        if (ready.snapshot) node.storage.saveSnapshotSync(ready.snapshot, { discardLog: true });
-        node.storage.appendSync(ready.entries, ready.hardState);
-        inFlight.push(...ready.earlyMessages, ...ready.messages);
-        for (const entry of ready.committedEntries) {
-          if (entry.type === "command") node.applied.push(entry.data);
-        }
-        node.reads.push(...ready.readStates);
-        node.core.advance(ready);
+        if (node.core.hasReady()) inFlight.push(...this.runReady(node));
       }
       const busy = [...this.nodes.values()].some((node) => node.core.hasReady());
       if (inFlight.length === 0 && !busy) return;
